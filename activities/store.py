@@ -1,0 +1,81 @@
+"""Activities that write a run's life to SQL: its start (reading the job's spec) and status."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from jobs import store
+from jobs.config import Settings
+from jobs.errors import JobNotFound
+from jobs.status import JobStatus
+from workflows.models import (
+    JOB_NOT_FOUND,
+    RECORD_RUN_STATUS,
+    START_RUN,
+    RunPlan,
+    RunStatusUpdate,
+    StartRunInput,
+)
+
+
+class RunStoreActivities:
+    """Holds the worker's session factory; one instance is registered by worker.py."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self._sessions = sessions
+        self._settings = settings
+
+    @activity.defn(name=START_RUN)
+    async def start_run(self, request: StartRunInput) -> RunPlan:
+        """Record the run as started and return the job's current spec."""
+        async with self._sessions() as session:
+            try:
+                job, run = await store.start_run(
+                    session,
+                    request.job_id,
+                    request.run_id,
+                    request.started_at,
+                    default_trigger="schedule" if request.started_by_schedule else "sdk",
+                )
+            except JobNotFound as err:
+                raise ApplicationError(err.detail, type=JOB_NOT_FOUND, non_retryable=True) from err
+        settings = self._settings
+        return RunPlan(
+            job_id=job.job_id,
+            run_id=run.run_id,
+            name=job.name,
+            image=job.image,
+            command=list(job.command),
+            max_retries=job.max_retries,
+            checkpoint_path=job.checkpoint_path,
+            trigger=run.trigger,
+            retry_backoff_seconds=settings.retry_backoff_seconds,
+            retry_backoff_max_seconds=settings.retry_backoff_max_seconds,
+            heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
+            infra_max_attempts=settings.infra_max_attempts,
+        )
+
+    @activity.defn(name=RECORD_RUN_STATUS)
+    async def record_run_status(self, update: RunStatusUpdate) -> None:
+        """Apply one status transition of a run to the run and (if latest) its job."""
+        async with self._sessions() as session:
+            applied = await store.record_run_status(
+                session,
+                job_id=update.job_id,
+                run_id=update.run_id,
+                status=JobStatus(update.status),
+                attempt=update.attempt,
+                retry_count=update.retry_count,
+                at=update.at,
+                error_message=update.error_message,
+                exit_code=update.exit_code,
+            )
+        if not applied:
+            activity.logger.warning(
+                "run %s of job %s is gone (job deleted?); status %s not recorded",
+                update.run_id,
+                update.job_id,
+                update.status,
+            )

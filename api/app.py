@@ -1,0 +1,85 @@
+"""The FastAPI application factory; shared clients live on ``app.state`` for its lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from fastapi import Depends, FastAPI
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from api.auth import require_api_key
+from api.errors import install_error_handlers
+from api.routes import health, jobs, stats
+from jobs.config import Settings
+from jobs.db import create_engine, create_sessionmaker
+from jobs.schedules import JobSchedules, register_search_attributes
+from jobs.service import JobService
+
+logger = logging.getLogger(__name__)
+
+
+async def _reconcile_forever(service: JobService, interval: float, grace: timedelta) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await service.reconcile(older_than=grace)
+        except Exception as err:  # Temporal or the database is down; try again next tick
+            logger.warning("schedule reconciliation failed: %s", err)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    engine = create_engine(settings.sqlalchemy_url)
+    rpc_timeout = timedelta(seconds=settings.rpc_timeout_seconds)
+    # Lazy: the API starts (and /health answers 503) while Temporal is still coming up.
+    client = await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        lazy=True,
+    )
+    service = JobService(
+        create_sessionmaker(engine), JobSchedules(client, settings.task_queue, rpc_timeout)
+    )
+    app.state.engine = engine
+    app.state.temporal = client
+    app.state.jobs = service
+    try:
+        await register_search_attributes(client, settings.temporal_namespace)
+        await service.reconcile(older_than=timedelta(0))
+    except Exception as err:
+        logger.warning("start-up reconciliation postponed: %s", err)
+    reconciler = asyncio.create_task(
+        _reconcile_forever(service, settings.reconcile_interval_seconds, 2 * rpc_timeout)
+    )
+    try:
+        yield
+    finally:
+        reconciler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reconciler
+        await engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API. Settings default to the environment (and ``.env``)."""
+    app = FastAPI(
+        title="Training Job Orchestrator",
+        description="Scheduled, retried, checkpointed training containers on Temporal.",
+        version="0.1.0",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings or Settings()
+    install_error_handlers(app)
+    app.include_router(health.router)
+    protected = [Depends(require_api_key)]
+    app.include_router(jobs.router, dependencies=protected)
+    app.include_router(stats.router, dependencies=protected)
+    return app

@@ -1,0 +1,38 @@
+"""Dependency aliases for route functions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from jobs.config import Settings
+from jobs.service import JobService
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_job_service(request: Request) -> JobService:
+    service: JobService = request.app.state.jobs
+    return service
+
+
+def get_engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.engine
+    return engine
+
+
+def get_temporal(request: Request) -> Client:
+    client: Client = request.app.state.temporal
+    return client
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+JobServiceDep = Annotated[JobService, Depends(get_job_service)]
+EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]

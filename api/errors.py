@@ -1,0 +1,101 @@
+"""Every error leaves the API as ``{"detail": str, "error_type": str}`` with the guide's codes."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
+
+from jobs.errors import (
+    DuplicateJobName,
+    InvalidInput,
+    JobNotFound,
+    JobRunning,
+    OrchestratorError,
+    ServiceUnavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[OrchestratorError], int] = {
+    InvalidInput: 400,
+    JobNotFound: 404,
+    DuplicateJobName: 409,
+    JobRunning: 409,
+    ServiceUnavailable: 503,
+}
+# Temporal answers that mean "not reachable right now" rather than "you asked wrongly".
+_UNREACHABLE = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+}
+_HTTP_ERROR_TYPES = {401: "AuthenticationError", 404: "NotFound", 405: "MethodNotAllowed"}
+
+
+def error_response(status_code: int, detail: str, error_type: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=status_code, content={"detail": detail, "error_type": error_type}
+    )
+
+
+def describe_validation_error(exc: RequestValidationError) -> str:
+    """One readable line naming each bad field, e.g. ``max_retries: Input should be ...``."""
+    parts = []
+    for error in exc.errors():
+        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+        if error.get("type") == "json_invalid":
+            parts.append("request body is not valid JSON")
+        elif error.get("type") == "missing" and not loc:
+            parts.append("request body is required")
+        else:
+            parts.append(f"{'.'.join(loc) or 'body'}: {message}")
+    return "; ".join(dict.fromkeys(parts))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map domain, validation, Temporal and database errors to responses in one place."""
+
+    @app.exception_handler(OrchestratorError)
+    async def _domain(_: Request, exc: OrchestratorError) -> JSONResponse:
+        return error_response(STATUS_BY_ERROR.get(type(exc), 500), exc.detail, exc.error_type)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, describe_validation_error(exc), "ValidationError")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error_type = _HTTP_ERROR_TYPES.get(exc.status_code, "HTTPError")
+        response = error_response(exc.status_code, str(exc.detail), error_type)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(RPCError)
+    async def _temporal(_: Request, exc: RPCError) -> JSONResponse:
+        if exc.status in _UNREACHABLE:
+            return error_response(
+                503, f"Temporal is unreachable: {exc.message}", "ServiceUnavailable"
+            )
+        logger.error("unexpected Temporal error: %s (%s)", exc.message, exc.status)
+        return error_response(500, "Internal server error (see the API log)", "InternalError")
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(OSError)
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
+        logger.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(503, "The database is unavailable", "ServiceUnavailable")
+
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", exc_info=exc)
+        return error_response(500, "Internal server error (see the API log)", "InternalError")

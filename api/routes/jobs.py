@@ -1,0 +1,68 @@
+"""``/jobs``: create, list, read, update, delete and retry training jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+
+from api.deps import JobServiceDep
+from jobs.schemas import ErrorBody, JobCreate, JobList, JobResponse, JobUpdate
+from jobs.status import JobStatus
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody},
+    401: {"model": ErrorBody},
+    404: {"model": ErrorBody},
+    409: {"model": ErrorBody},
+    503: {"model": ErrorBody},
+}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=_ERRORS)
+async def create_job(body: JobCreate, jobs: JobServiceDep) -> JobResponse:
+    """Create a job and its Temporal Schedule; a job without ``schedule`` runs once, now."""
+    return JobResponse.model_validate(await jobs.create(body))
+
+
+@router.get("", responses=_ERRORS)
+async def list_jobs(
+    jobs: JobServiceDep,
+    status_filter: JobStatus | None = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> JobList:
+    """Jobs, newest first, optionally only those in one status."""
+    rows, total = await jobs.list(status_filter, page, page_size)
+    return JobList(
+        jobs=[JobResponse.model_validate(row) for row in rows],
+        total=total,
+        page=page,
+        page_size=page_size,
+    )
+
+
+@router.get("/{job_id}", responses=_ERRORS)
+async def get_job(job_id: str, jobs: JobServiceDep) -> JobResponse:
+    return JobResponse.model_validate(await jobs.get(job_id))
+
+
+@router.put("/{job_id}", responses=_ERRORS)
+async def update_job(job_id: str, body: JobUpdate, jobs: JobServiceDep) -> JobResponse:
+    """Change the fields sent; ``schedule: null`` makes the job a one-off. 409 while running."""
+    return JobResponse.model_validate(await jobs.update(job_id, body))
+
+
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
+async def delete_job(job_id: str, jobs: JobServiceDep) -> Response:
+    """Remove the job, its schedule and its run records; files on disk are kept."""
+    await jobs.delete(job_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{job_id}/retry", responses=_ERRORS)
+async def retry_job(job_id: str, jobs: JobServiceDep) -> JobResponse:
+    """Reset the job to ``pending`` and start a new run now. 409 while running."""
+    return JobResponse.model_validate(await jobs.retry(job_id))

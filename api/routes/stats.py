@@ -1,0 +1,16 @@
+"""``GET /stats``: how many jobs are in each status."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import JobServiceDep
+from jobs.schemas import Stats
+
+router = APIRouter(tags=["stats"])
+
+
+@router.get("/stats")
+async def stats(jobs: JobServiceDep) -> Stats:
+    counts = await jobs.stats()
+    return Stats(total_jobs=sum(counts.values()), **{s.value: n for s, n in counts.items()})

@@ -1,0 +1,43 @@
+"""Domain errors; the API maps each to a status code and the guide's error body in one place."""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Base of the errors a client can cause or must be told about."""
+
+    error_type = "InternalError"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidInput(OrchestratorError):
+    error_type = "ValidationError"
+
+
+class JobNotFound(OrchestratorError):
+    error_type = "JobNotFound"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"Job {job_id} not found")
+        self.job_id = job_id
+
+
+class JobRunning(OrchestratorError):
+    error_type = "JobRunning"
+
+    def __init__(self, job_id: str, status: str, action: str) -> None:
+        super().__init__(f"Cannot {action} job {job_id} while it is {status}")
+
+
+class DuplicateJobName(OrchestratorError):
+    error_type = "DuplicateJobName"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"A job named {name!r} already exists")
+
+
+class ServiceUnavailable(OrchestratorError):
+    error_type = "ServiceUnavailable"

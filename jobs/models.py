@@ -1,0 +1,109 @@
+"""SQL tables: job definitions, per-run records, issued ids and the schedule-sync journal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime}
+
+
+class Job(Base):
+    """A job definition and the mirror of its latest run's outcome."""
+
+    __tablename__ = "jobs"
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    image: Mapped[str] = mapped_column(String(512))
+    command: Mapped[list[str]] = mapped_column(JSON)
+    schedule: Mapped[str | None] = mapped_column(String(255))
+    max_retries: Mapped[int] = mapped_column(Integer)
+    retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    checkpoint_path: Mapped[str] = mapped_column(String(1024))
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    error_message: Mapped[str | None] = mapped_column(Text)
+    latest_run_id: Mapped[str | None] = mapped_column(String(255))
+    # Why the next run starts (`retry`, `manual`), consumed by that run; None means the spec.
+    pending_trigger: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_jobs_created_at", "created_at"),
+        Index("ix_jobs_status_created_at", "status", "created_at"),
+    )
+
+
+class Run(Base):
+    """One workflow execution of a job: a scheduled firing, a retry, a manual or SDK start."""
+
+    __tablename__ = "runs"
+
+    run_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.job_id", ondelete="CASCADE"))
+    trigger: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_runs_job_id_started_at", "job_id", "started_at"),)
+
+
+class IssuedJobId(Base):
+    """Every job id ever handed out, so an id is never reused, not even after DELETE."""
+
+    __tablename__ = "issued_job_ids"
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    issued_at: Mapped[datetime]
+
+
+class ScheduleSync(Base):
+    """Journal of schedule changes in flight.
+
+    Written and committed before the API touches a Temporal Schedule and removed once SQL and
+    Temporal agree. An entry left behind by a crash is replayed by the reconciler, which makes
+    the schedule match whatever SQL holds (the job row, or its absence).
+    """
+
+    __tablename__ = "schedule_syncs"
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    requested_at: Mapped[datetime]

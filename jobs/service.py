@@ -1,0 +1,176 @@
+"""What the API does to a job, with SQL and the Temporal Schedule kept in step.
+
+Each change that touches both is journalled first (``schedule_syncs``), then written to SQL
+and Temporal in an order that can be undone; if the process dies half-way, the reconciler
+replays the journal entry and makes the schedule match whatever SQL holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from jobs import store
+from jobs.errors import DuplicateJobName, JobRunning
+from jobs.models import Job, utcnow
+from jobs.schedules import JobSchedules
+from jobs.schemas import JobCreate, JobUpdate
+from jobs.status import JobStatus
+
+logger = logging.getLogger(__name__)
+
+
+class JobService:
+    """The job operations of the REST API."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], schedules: JobSchedules):
+        self._sessions = sessions
+        self._schedules = schedules
+
+    async def create(self, body: JobCreate) -> Job:
+        async with self._sessions() as session:
+            if await store.name_taken(session, body.name):
+                raise DuplicateJobName(body.name)
+            job_id = await store.issue_job_id(session)
+            now = utcnow()
+            job = Job(
+                job_id=job_id,
+                name=body.name,
+                image=body.image,
+                command=body.command,
+                schedule=body.schedule,
+                max_retries=body.max_retries,
+                retry_count=0,
+                checkpoint_path=body.checkpoint_path or f"/checkpoints/{job_id}",
+                status=JobStatus.PENDING.value,
+                created_at=now,
+                updated_at=now,
+            )
+            await store.journal_schedule_change(session, job_id)
+            session.add(job)
+            try:
+                # Committed before the schedule exists: a one-off job's run starts at once
+                # and must find its row.
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()
+                await store.clear_schedule_change(session, job_id)
+                raise DuplicateJobName(body.name) from None
+            try:
+                await self._schedules.create(job, trigger_now=job.schedule is None)
+            except BaseException:
+                await store.delete_job_rows(session, job_id)
+                await session.commit()
+                raise
+            await store.clear_schedule_change(session, job_id)
+            return job
+
+    async def get(self, job_id: str) -> Job:
+        async with self._sessions() as session:
+            return await store.get_job(session, job_id)
+
+    async def list(
+        self, status: JobStatus | None, page: int, page_size: int
+    ) -> tuple[Sequence[Job], int]:
+        async with self._sessions() as session:
+            return await store.list_jobs(session, status, page, page_size)
+
+    async def stats(self) -> dict[JobStatus, int]:
+        async with self._sessions() as session:
+            return await store.count_by_status(session)
+
+    async def update(self, job_id: str, body: JobUpdate) -> Job:
+        changes: dict[str, Any] = body.changes()
+        async with self._sessions() as session:
+            job = await store.get_job(session, job_id)
+            _refuse_if_active(job, "update")
+            if "name" in changes and await store.name_taken(
+                session, changes["name"], except_job=job_id
+            ):
+                raise DuplicateJobName(changes["name"])
+            if not changes:
+                return job
+            await store.journal_schedule_change(session, job_id)
+            job = await store.get_job(session, job_id)
+            for key, value in changes.items():
+                setattr(job, key, value)
+            job.updated_at = utcnow()
+            try:
+                await session.flush()
+            except IntegrityError:
+                await session.rollback()
+                await store.clear_schedule_change(session, job_id)
+                raise DuplicateJobName(changes.get("name", job.name)) from None
+            # The transaction stays open while Temporal is told, so a failure there rolls
+            # the row back; a crash in between is repaired from the journal.
+            await self._schedules.update(job)
+            await session.commit()
+            await store.clear_schedule_change(session, job_id)
+            return job
+
+    async def delete(self, job_id: str) -> None:
+        async with self._sessions() as session:
+            job = await store.get_job(session, job_id)
+            _refuse_if_active(job, "delete")
+            await store.journal_schedule_change(session, job_id)
+            await store.delete_job_rows(session, job_id)
+            await session.flush()
+            await self._schedules.delete(job_id)
+            await session.commit()
+            await store.clear_schedule_change(session, job_id)
+
+    async def retry(self, job_id: str) -> Job:
+        async with self._sessions() as session:
+            job = await store.get_job(session, job_id)
+            _refuse_if_active(job, "retry")
+            previous = {
+                "status": job.status,
+                "retry_count": job.retry_count,
+                "error_message": job.error_message,
+                "pending_trigger": job.pending_trigger,
+                "updated_at": job.updated_at,
+            }
+            job.status = JobStatus.PENDING.value
+            job.retry_count = 0
+            job.error_message = None
+            job.pending_trigger = "retry"
+            job.updated_at = utcnow()
+            await session.commit()
+            try:
+                await self._schedules.trigger(job_id)
+            except BaseException:
+                for key, value in previous.items():
+                    setattr(job, key, value)
+                await session.commit()
+                raise
+            return job
+
+    async def reconcile(self, older_than: timedelta) -> int:
+        """Replay journal entries older than ``older_than``; returns how many were repaired."""
+        repaired = 0
+        async with self._sessions() as session:
+            job_ids = await store.pending_schedule_changes(session, older_than)
+        for job_id in job_ids:
+            async with self._sessions() as session:
+                job = await session.get(Job, job_id)
+                if job is None:
+                    await self._schedules.delete(job_id)
+                elif await self._schedules.exists(job_id):
+                    await self._schedules.update(job)
+                else:
+                    never_ran = job.latest_run_id is None and job.schedule is None
+                    await self._schedules.create(job, trigger_now=never_ran)
+                await store.clear_schedule_change(session, job_id)
+                logger.info("reconciled schedule of %s with SQL", job_id)
+                repaired += 1
+        return repaired
+
+
+def _refuse_if_active(job: Job, action: str) -> None:
+    if JobStatus(job.status).is_active:
+        raise JobRunning(job.job_id, job.status, action)

@@ -1,0 +1,174 @@
+"""SQL reads and writes of jobs and runs. Functions take a session; callers own transactions."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jobs.errors import JobNotFound
+from jobs.models import IssuedJobId, Job, Run, ScheduleSync, utcnow
+from jobs.status import JobStatus
+
+_MAX_ID_DRAWS = 32
+
+
+def draw_job_id() -> str:
+    return f"train-{secrets.token_hex(4)}"
+
+
+async def issue_job_id(session: AsyncSession) -> str:
+    """Reserve a fresh job id for good (committed), drawing again on a collision."""
+    for _ in range(_MAX_ID_DRAWS):
+        job_id = draw_job_id()
+        session.add(IssuedJobId(job_id=job_id, issued_at=utcnow()))
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            continue
+        return job_id
+    raise RuntimeError("could not draw an unused job id")
+
+
+async def get_job(session: AsyncSession, job_id: str) -> Job:
+    job = await session.get(Job, job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+async def name_taken(session: AsyncSession, name: str, *, except_job: str | None = None) -> bool:
+    query = select(Job.job_id).where(Job.name == name)
+    if except_job is not None:
+        query = query.where(Job.job_id != except_job)
+    return (await session.scalar(query.limit(1))) is not None
+
+
+async def list_jobs(
+    session: AsyncSession, status: JobStatus | None, page: int, page_size: int
+) -> tuple[Sequence[Job], int]:
+    """One page of jobs, newest first, and the total matching the filter."""
+    query = select(Job)
+    count = select(func.count()).select_from(Job)
+    if status is not None:
+        query = query.where(Job.status == status.value)
+        count = count.where(Job.status == status.value)
+    query = query.order_by(Job.created_at.desc(), Job.job_id.desc())
+    rows = await session.scalars(query.offset((page - 1) * page_size).limit(page_size))
+    total = await session.scalar(count)
+    return rows.all(), int(total or 0)
+
+
+async def count_by_status(session: AsyncSession) -> dict[JobStatus, int]:
+    """Jobs per status by SQL aggregate (index-only on the status index)."""
+    result = await session.execute(select(Job.status, func.count()).group_by(Job.status))
+    counts = dict.fromkeys(JobStatus, 0)
+    for status, number in result.all():
+        counts[JobStatus(status)] = int(number)
+    return counts
+
+
+async def delete_job_rows(session: AsyncSession, job_id: str) -> None:
+    await session.execute(delete(Run).where(Run.job_id == job_id))
+    await session.execute(delete(Job).where(Job.job_id == job_id))
+
+
+# The schedule-sync journal -------------------------------------------------------------------
+
+
+async def journal_schedule_change(session: AsyncSession, job_id: str) -> None:
+    """Record (and commit) that this job's schedule is about to change."""
+    await session.merge(ScheduleSync(job_id=job_id, requested_at=utcnow()))
+    await session.commit()
+
+
+async def clear_schedule_change(session: AsyncSession, job_id: str) -> None:
+    await session.execute(delete(ScheduleSync).where(ScheduleSync.job_id == job_id))
+    await session.commit()
+
+
+async def pending_schedule_changes(session: AsyncSession, older_than: timedelta) -> list[str]:
+    cutoff = utcnow() - older_than
+    rows = await session.scalars(
+        select(ScheduleSync.job_id).where(ScheduleSync.requested_at <= cutoff)
+    )
+    return list(rows.all())
+
+
+# Run bookkeeping (called by activities) ------------------------------------------------------
+
+
+async def start_run(
+    session: AsyncSession, job_id: str, run_id: str, started_at: datetime, default_trigger: str
+) -> tuple[Job, Run]:
+    """Create the run record (once) and make it the job's latest, running run."""
+    job = await get_job(session, job_id)
+    run = await session.get(Run, run_id)
+    if run is None:
+        trigger = job.pending_trigger or default_trigger
+        run = Run(
+            run_id=run_id,
+            job_id=job_id,
+            trigger=trigger,
+            status=JobStatus.RUNNING.value,
+            attempt=1,
+            retry_count=0,
+            started_at=started_at,
+            updated_at=started_at,
+        )
+        session.add(run)
+        job.pending_trigger = None
+        job.latest_run_id = run_id
+        job.status = JobStatus.RUNNING.value
+        job.retry_count = 0
+        job.error_message = None
+        job.started_at = started_at
+        job.completed_at = None
+        job.updated_at = utcnow()
+    await session.commit()
+    return job, run
+
+
+async def record_run_status(
+    session: AsyncSession,
+    *,
+    job_id: str,
+    run_id: str,
+    status: JobStatus,
+    attempt: int,
+    retry_count: int,
+    at: datetime,
+    error_message: str | None,
+    exit_code: int | None,
+) -> bool:
+    """Apply one transition of a run. Returns False when the job or run no longer exists.
+
+    Every field is assigned from the update itself (timestamps come from the workflow), so a
+    retried activity that applies the same update again changes nothing.
+    """
+    run = await session.get(Run, run_id)
+    if run is None or run.job_id != job_id:
+        return False
+    run.status = status.value
+    run.attempt = attempt
+    run.retry_count = retry_count
+    run.error_message = error_message
+    if exit_code is not None:
+        run.exit_code = exit_code
+    run.completed_at = at if status.is_final else None
+    run.updated_at = at
+
+    job = await session.get(Job, job_id)
+    if job is not None and job.latest_run_id == run_id:
+        job.status = status.value
+        job.retry_count = retry_count
+        job.error_message = error_message
+        job.completed_at = at if status.is_final else None
+        job.updated_at = at
+    await session.commit()
+    return True

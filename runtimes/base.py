@@ -1,0 +1,102 @@
+"""The contract every container runtime fulfils.
+
+A runtime runs one training attempt as a named unit (a Docker container or a local process
+group). Names are derived from the run and attempt, so a restarted activity finds the unit a
+crashed worker left behind and reattaches to it instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+LABEL_PREFIX = "io.training-orchestrator"
+LABEL_JOB_ID = f"{LABEL_PREFIX}.job-id"
+LABEL_RUN_ID = f"{LABEL_PREFIX}.run-id"
+LABEL_ATTEMPT = f"{LABEL_PREFIX}.attempt"
+
+_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+def unit_name(job_id: str, run_id: str, attempt: int) -> str:
+    """Name of the container (or process directory) of one attempt of one run.
+
+    Temporal workflow ids of scheduled runs contain ``:`` and other characters Docker rejects,
+    so the run id enters the name as a short hash; the job id is kept readable.
+    """
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:12]
+    return f"orch-{_UNSAFE.sub('-', job_id)}-{digest}-a{attempt}"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything a runtime needs to start one training attempt."""
+
+    name: str
+    job_id: str
+    run_id: str
+    attempt: int
+    image: str
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    # Host directory holding the job's checkpoints and the path the trainer sees it at.
+    checkpoint_host_dir: Path | None = None
+    checkpoint_mount_path: str | None = None
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            LABEL_JOB_ID: self.job_id,
+            LABEL_RUN_ID: self.run_id,
+            LABEL_ATTEMPT: str(self.attempt),
+        }
+
+
+@dataclass(frozen=True)
+class StartResult:
+    """What :meth:`ContainerRuntime.start` found or did."""
+
+    reattached: bool
+
+
+class RuntimeUnavailableError(Exception):
+    """The runtime itself cannot be reached (no Docker engine, for example). Not retried."""
+
+
+class ImageUnavailableError(Exception):
+    """The image is missing and could not be pulled. Retried a bounded number of times."""
+
+
+class InvalidSpecError(Exception):
+    """The command, image name or mount can never work. Not retried."""
+
+
+class ContainerRuntime(Protocol):
+    """A place to run training attempts. Every method is async and never blocks the loop."""
+
+    async def start(self, spec: ContainerSpec) -> StartResult:
+        """Start the unit named ``spec.name``, or reattach to it if it already exists.
+
+        An existing unit is never started twice: if it is running it is followed, if it has
+        already exited its exit code is what :meth:`wait` reports.
+        """
+        ...
+
+    async def wait(self, name: str, timeout: float) -> int | None:
+        """Wait at most ``timeout`` seconds; the exit code, or None while still running."""
+        ...
+
+    async def logs(self, name: str, tail: int | None = None) -> str:
+        """Combined stdout and stderr of the unit (the last ``tail`` lines if given)."""
+        ...
+
+    async def stop(self, name: str, grace_seconds: float) -> int | None:
+        """SIGTERM, wait up to ``grace_seconds``, then SIGKILL. Returns the exit code."""
+        ...
+
+    async def remove(self, name: str) -> None:
+        """Forget the unit once its outcome and logs have been read. Missing is fine."""
+        ...

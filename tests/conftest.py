@@ -1,0 +1,176 @@
+"""Real parts for every test: a Temporal dev server, SQLite, the Docker engine, a worker, the API.
+
+The dev server and the worker are session-scoped; every test gets a task queue shared with
+that worker and an API client bound to the same SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from jobs.config import Settings
+from jobs.migrate import upgrade
+from jobs.schedules import SEARCH_ATTRIBUTES
+from worker import build_worker
+
+TEMPORAL_CLI = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+BUSYBOX_IMAGE = "orchestrator-test-busybox:latest"
+
+
+def temporal_cli() -> str:
+    return TEMPORAL_CLI
+
+
+@pytest.fixture(scope="session")
+def busybox_image() -> str:
+    """A tiny image built FROM scratch with the static busybox (no registry needed)."""
+    client = docker.from_env()
+    with tempfile.TemporaryDirectory() as context:
+        shutil.copy("/usr/bin/busybox", Path(context) / "busybox")
+        (Path(context) / "Dockerfile").write_text(
+            "FROM scratch\n"
+            "COPY busybox /bin/busybox\n"
+            'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+            "ENV PATH=/bin\n"
+        )
+        client.images.build(path=context, tag=BUSYBOX_IMAGE, rm=True)
+    client.close()
+    return BUSYBOX_IMAGE
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=TEMPORAL_CLI,
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="orchestrator-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def make_settings(temporal_client: Client, data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "temporal_address": temporal_client.service_client.config.target_host,
+        "task_queue": "tests-main",
+        "container_network": "none",
+        "image_pull_policy": "never",
+        "retry_backoff_seconds": 0.2,
+        "retry_backoff_max_seconds": 1.0,
+        "heartbeat_timeout_seconds": 10.0,
+        "poll_interval_seconds": 0.3,
+        "stop_grace_seconds": 2.0,
+        "infra_max_attempts": 3,
+        "rpc_timeout_seconds": 5.0,
+        "_env_file": None,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+async def settings(temporal_client: Client, data_dir: Path) -> Settings:
+    settings = make_settings(temporal_client, data_dir)
+    await asyncio.to_thread(upgrade, settings.sqlalchemy_url)
+    return settings
+
+
+@pytest.fixture(scope="session")
+async def worker(
+    settings: Settings, temporal_client: Client, busybox_image: str
+) -> AsyncIterator[None]:
+    async with build_worker(settings, temporal_client) as worker:
+        async with worker:
+            yield
+
+
+@contextlib.asynccontextmanager
+async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to a freshly built app (lifespan included) over ASGI."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+@pytest.fixture(scope="session")
+async def api(settings: Settings, worker: None) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(settings) as http:
+        yield http
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _delete_schedules_at_end(temporal_client: Client) -> AsyncIterator[None]:
+    yield
+    async for schedule in await temporal_client.list_schedules():
+        with contextlib.suppress(Exception):
+            await temporal_client.get_schedule_handle(schedule.id).delete()
+
+
+def unique_name(prefix: str = "job") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = 60.0, interval: float = 0.2
+) -> Any:
+    """Poll ``check`` until it returns a truthy value (returned) or raises no AssertionError."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    result: Any = None
+    while True:
+        try:
+            result = await check()
+            if result:
+                return result
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+        await asyncio.sleep(interval)
+
+
+async def wait_for_status(
+    api: httpx.AsyncClient, job_id: str, statuses: set[str], timeout: float = 60.0
+) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        response = await api.get(f"/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body if body["status"] in statuses else None
+
+    result: dict[str, Any] = await eventually(check, timeout=timeout)
+    return result

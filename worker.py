@@ -1,0 +1,102 @@
+"""The Temporal worker: the only place workflows and activities are registered.
+
+Run it with ``python -m worker``. SIGTERM or SIGINT shuts it down gracefully; running training
+containers are left alone so the next worker reattaches to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.runtime import TrainingActivities
+from activities.store import RunStoreActivities
+from jobs.config import Settings
+from jobs.db import create_engine, create_sessionmaker
+from runtimes.base import ContainerRuntime
+from workflows.training import TrainingJobWorkflow
+
+logger = logging.getLogger(__name__)
+
+
+def build_runtime(settings: Settings) -> ContainerRuntime:
+    """The runtime the operator chose; the local-process one only when asked for by name."""
+    if settings.runtime == "process":
+        from runtimes.process import ProcessRuntime
+
+        return ProcessRuntime(settings.data_dir.resolve() / "process-runtime")
+    from runtimes.docker import DockerRuntime
+
+    return DockerRuntime(
+        network_mode=settings.container_network, pull_policy=settings.image_pull_policy
+    )
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+@asynccontextmanager
+async def build_worker(
+    settings: Settings, client: Client, runtime: ContainerRuntime | None = None
+) -> AsyncIterator[Worker]:
+    """A worker with every workflow and activity registered; the engine is closed on exit."""
+    engine = create_engine(settings.sqlalchemy_url)
+    store_activities = RunStoreActivities(create_sessionmaker(engine), settings)
+    training = TrainingActivities(runtime or build_runtime(settings), settings)
+    try:
+        yield Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=[TrainingJobWorkflow],
+            activities=[
+                store_activities.start_run,
+                store_activities.record_run_status,
+                training.run_training_container,
+            ],
+            graceful_shutdown_timeout=timedelta(seconds=5),
+        )
+    finally:
+        await engine.dispose()
+
+
+async def main() -> None:
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    client = await connect(settings)
+    async with build_worker(settings, client) as worker:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        run = asyncio.create_task(worker.run())
+        logger.info(
+            "worker polling task queue %s at %s",
+            settings.task_queue,
+            client.service_client.config.target_host,
+        )
+        await asyncio.wait(
+            [run, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        if not run.done():
+            logger.info("shutting down the worker")
+            await worker.shutdown()
+        await run
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

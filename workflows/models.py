@@ -1,0 +1,88 @@
+"""Contract types of TrainingJobWorkflow and its activities (one input model per call).
+
+Kept free of I/O libraries so the workflow sandbox and SDK clients can import it cheaply.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+WORKFLOW_NAME = "TrainingJobWorkflow"
+START_RUN = "start_run"
+RECORD_RUN_STATUS = "record_run_status"
+RUN_TRAINING_CONTAINER = "run_training_container"
+
+# ApplicationError types: what failed and whether Temporal may retry it.
+JOB_NOT_FOUND = "JobNotFound"
+TRAINING_FAILED = "TrainingFailed"
+RUNTIME_UNAVAILABLE = "RuntimeUnavailable"
+INVALID_SPEC = "InvalidSpec"
+IMAGE_UNAVAILABLE = "ImageUnavailable"
+
+
+class TrainingRunInput(BaseModel):
+    """What a schedule (or an SDK client) passes to start one run of a job."""
+
+    job_id: str
+
+
+class StartRunInput(BaseModel):
+    job_id: str
+    run_id: str
+    started_at: datetime
+    started_by_schedule: bool
+
+
+class RunPlan(BaseModel):
+    """The job's spec as read at the start of the run, plus the worker's retry settings."""
+
+    job_id: str
+    run_id: str
+    name: str
+    image: str
+    command: list[str]
+    max_retries: int
+    checkpoint_path: str
+    trigger: str
+    retry_backoff_seconds: float
+    retry_backoff_max_seconds: float
+    heartbeat_timeout_seconds: float
+    infra_max_attempts: int
+
+
+class RunAttemptInput(BaseModel):
+    job_id: str
+    run_id: str
+    attempt: int
+    image: str
+    command: list[str]
+    checkpoint_path: str
+
+
+class AttemptOutcome(BaseModel):
+    exit_code: int
+    log_tail: str
+    reattached: bool
+
+
+class RunStatusUpdate(BaseModel):
+    """One status transition of a run; applying it twice has the effect of applying it once."""
+
+    job_id: str
+    run_id: str
+    status: str
+    attempt: int
+    retry_count: int
+    at: datetime
+    error_message: str | None = None
+    exit_code: int | None = None
+
+
+class TrainingRunResult(BaseModel):
+    job_id: str
+    run_id: str
+    status: str
+    attempts: int
+    exit_code: int | None

@@ -1,0 +1,208 @@
+"""TrainingJobWorkflow: one run of a training job, from its spec to a final status.
+
+The workflow owns the training attempt loop and the backoff between attempts, so that only
+training failures (a non-zero exit) consume ``max_retries``. Each attempt is one activity
+whose own RetryPolicy retries infrastructure failures (a worker crash, a lost heartbeat, a
+failed image pull): the retried activity reattaches to the container the attempt started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from jobs.status import JobStatus
+    from workflows.models import (
+        IMAGE_UNAVAILABLE,
+        INVALID_SPEC,
+        JOB_NOT_FOUND,
+        RECORD_RUN_STATUS,
+        RUN_TRAINING_CONTAINER,
+        RUNTIME_UNAVAILABLE,
+        START_RUN,
+        TRAINING_FAILED,
+        WORKFLOW_NAME,
+        AttemptOutcome,
+        RunAttemptInput,
+        RunPlan,
+        RunStatusUpdate,
+        StartRunInput,
+        TrainingRunInput,
+        TrainingRunResult,
+    )
+
+# Bookkeeping activities are short; they retry until the database is back.
+_STORE_TIMEOUT = timedelta(seconds=30)
+_STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
+# A training container can run for days; the heartbeat timeout is what detects a lost worker.
+_ATTEMPT_TIMEOUT = timedelta(days=30)
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class TrainingJobWorkflow:
+    """Runs a job's container until it succeeds, exhausts ``max_retries`` or is cancelled."""
+
+    def __init__(self) -> None:
+        self._status = JobStatus.PENDING
+        self._attempt = 0
+
+    @workflow.query
+    def status(self) -> str:
+        return self._status.value
+
+    @workflow.run
+    async def run(self, request: TrainingRunInput) -> TrainingRunResult:
+        info = workflow.info()
+        plan = await workflow.execute_activity(
+            START_RUN,
+            StartRunInput(
+                job_id=request.job_id,
+                run_id=info.workflow_id,
+                started_at=workflow.now(),
+                started_by_schedule="TemporalScheduledById" in info.search_attributes,
+            ),
+            result_type=RunPlan,
+            start_to_close_timeout=_STORE_TIMEOUT,
+            retry_policy=RetryPolicy(
+                maximum_interval=timedelta(seconds=10), non_retryable_error_types=[JOB_NOT_FOUND]
+            ),
+        )
+        self._status = JobStatus.RUNNING
+        self._attempt = 1
+        try:
+            return await self._attempts(plan)
+        except (asyncio.CancelledError, ActivityError) as err:
+            if not is_cancelled_exception(err):
+                raise
+            # The activity has already stopped the container (it waits for that).
+            await self._record(plan, JobStatus.CANCELLED, error_message="Cancelled by request")
+            raise asyncio.CancelledError() from err
+
+    async def _attempts(self, plan: RunPlan) -> TrainingRunResult:
+        while True:
+            try:
+                outcome = await self._run_attempt(plan)
+            except ActivityError as err:
+                if is_cancelled_exception(err):
+                    raise
+                message = _describe_infrastructure_failure(err)
+                await self._record(plan, JobStatus.FAILED, error_message=message)
+                raise ApplicationError(
+                    message, type=_failure_type(err), non_retryable=True
+                ) from err
+
+            if outcome.exit_code == 0:
+                await self._record(plan, JobStatus.COMPLETED, exit_code=0)
+                return TrainingRunResult(
+                    job_id=plan.job_id,
+                    run_id=plan.run_id,
+                    status=JobStatus.COMPLETED.value,
+                    attempts=self._attempt,
+                    exit_code=0,
+                )
+
+            message = _describe_exit(outcome, self._attempt, plan.max_retries + 1)
+            if self._attempt > plan.max_retries:
+                await self._record(
+                    plan, JobStatus.FAILED, error_message=message, exit_code=outcome.exit_code
+                )
+                raise ApplicationError(message, type=TRAINING_FAILED, non_retryable=True)
+
+            await self._record(
+                plan, JobStatus.RETRYING, error_message=message, exit_code=outcome.exit_code
+            )
+            await workflow.sleep(_backoff(plan, self._attempt))
+            self._attempt += 1
+            await self._record(plan, JobStatus.RUNNING)
+
+    async def _run_attempt(self, plan: RunPlan) -> AttemptOutcome:
+        outcome: AttemptOutcome = await workflow.execute_activity(
+            RUN_TRAINING_CONTAINER,
+            RunAttemptInput(
+                job_id=plan.job_id,
+                run_id=plan.run_id,
+                attempt=self._attempt,
+                image=plan.image,
+                command=plan.command,
+                checkpoint_path=plan.checkpoint_path,
+            ),
+            result_type=AttemptOutcome,
+            start_to_close_timeout=_ATTEMPT_TIMEOUT,
+            heartbeat_timeout=timedelta(seconds=plan.heartbeat_timeout_seconds),
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=1),
+                maximum_interval=timedelta(seconds=30),
+                maximum_attempts=plan.infra_max_attempts,
+                non_retryable_error_types=[RUNTIME_UNAVAILABLE, INVALID_SPEC],
+            ),
+        )
+        return outcome
+
+    async def _record(
+        self,
+        plan: RunPlan,
+        status: JobStatus,
+        *,
+        error_message: str | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        self._status = status
+        await workflow.execute_activity(
+            RECORD_RUN_STATUS,
+            RunStatusUpdate(
+                job_id=plan.job_id,
+                run_id=plan.run_id,
+                status=status.value,
+                attempt=self._attempt,
+                # While retrying, the retry about to run already counts.
+                retry_count=self._attempt if status is JobStatus.RETRYING else self._attempt - 1,
+                at=workflow.now(),
+                error_message=error_message,
+                exit_code=exit_code,
+            ),
+            start_to_close_timeout=_STORE_TIMEOUT,
+            retry_policy=_STORE_RETRY,
+        )
+
+
+def _backoff(plan: RunPlan, failed_attempt: int) -> timedelta:
+    seconds = plan.retry_backoff_seconds * 2 ** (failed_attempt - 1)
+    return timedelta(seconds=min(seconds, plan.retry_backoff_max_seconds))
+
+
+def _describe_exit(outcome: AttemptOutcome, attempt: int, attempts_allowed: int) -> str:
+    message = f"Attempt {attempt}/{attempts_allowed} exited with code {outcome.exit_code}"
+    if outcome.log_tail.strip():
+        message += f"; last log lines:\n{outcome.log_tail.rstrip()}"
+    return message
+
+
+def _root_application_error(err: BaseException) -> ApplicationError | None:
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, ApplicationError):
+            return cause
+        cause = cause.__cause__
+    return None
+
+
+def _failure_type(err: ActivityError) -> str:
+    app = _root_application_error(err)
+    return app.type if app is not None and app.type else "InfrastructureFailure"
+
+
+def _describe_infrastructure_failure(err: ActivityError) -> str:
+    app = _root_application_error(err)
+    if app is not None:
+        reason = app.message
+        if app.type == IMAGE_UNAVAILABLE:
+            reason = f"{reason} (gave up after the configured number of pull attempts)"
+        return reason
+    cause = err.cause
+    return f"The training attempt could not be run: {cause or err}"
