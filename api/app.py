@@ -10,15 +10,13 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import Depends, FastAPI
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.auth import require_api_key
 from api.errors import install_error_handlers
 from api.routes import health, jobs, stats
 from jobs.config import Settings
 from jobs.db import create_engine, create_sessionmaker
-from jobs.schedules import JobSchedules, register_search_attributes
+from jobs.schedules import JobSchedules, TemporalConnection, register_search_attributes
 from jobs.service import JobService
 
 logger = logging.getLogger(__name__)
@@ -38,21 +36,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     engine = create_engine(settings.sqlalchemy_url)
     rpc_timeout = timedelta(seconds=settings.rpc_timeout_seconds)
-    # Lazy: the API starts (and /health answers 503) while Temporal is still coming up.
-    client = await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
-        lazy=True,
+    temporal = TemporalConnection(
+        settings.temporal_address, settings.temporal_namespace, rpc_timeout
     )
     service = JobService(
-        create_sessionmaker(engine), JobSchedules(client, settings.task_queue, rpc_timeout)
+        create_sessionmaker(engine), JobSchedules(temporal, settings.task_queue, rpc_timeout)
     )
     app.state.engine = engine
-    app.state.temporal = client
+    app.state.temporal = temporal
     app.state.jobs = service
     try:
-        await register_search_attributes(client, settings.temporal_namespace)
+        await register_search_attributes(await temporal.client(), settings.temporal_namespace)
         await service.reconcile(older_than=timedelta(0))
     except Exception as err:
         logger.warning("start-up reconciliation postponed: %s", err)

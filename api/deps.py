@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client
 
 from jobs.config import Settings
+from jobs.schedules import TemporalConnection
 from jobs.service import JobService
 
 
@@ -27,12 +27,12 @@ def get_engine(request: Request) -> AsyncEngine:
     return engine
 
 
-def get_temporal(request: Request) -> Client:
-    client: Client = request.app.state.temporal
-    return client
+def get_temporal(request: Request) -> TemporalConnection:
+    temporal: TemporalConnection = request.app.state.temporal
+    return temporal
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
-TemporalDep = Annotated[Client, Depends(get_temporal)]
+TemporalDep = Annotated[TemporalConnection, Depends(get_temporal)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 
@@ -20,8 +21,10 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
+from jobs.errors import ServiceUnavailable
 from jobs.models import Job
 from workflows.models import WORKFLOW_NAME, TrainingRunInput
 
@@ -38,16 +41,52 @@ def schedule_spec(cron: str | None) -> ScheduleSpec:
     return ScheduleSpec(cron_expressions=[cron] if cron else [])
 
 
+class TemporalConnection:
+    """The API's Temporal client, connected on first use and kept.
+
+    The API starts (and ``/health`` answers) while Temporal is still down; until a connection
+    is made every call that needs Temporal fails with :class:`ServiceUnavailable`.
+    """
+
+    def __init__(self, address: str, namespace: str, timeout: timedelta) -> None:
+        self.address = address
+        self.namespace = namespace
+        self._timeout = timeout
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> Client:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    self._client = await self._connect()
+        return self._client
+
+    async def _connect(self) -> Client:
+        try:
+            return await asyncio.wait_for(
+                Client.connect(
+                    self.address,
+                    namespace=self.namespace,
+                    data_converter=pydantic_data_converter,
+                ),
+                self._timeout.total_seconds(),
+            )
+        except (RuntimeError, OSError, TimeoutError) as err:
+            # Client.connect reports a refused or failed connection as RuntimeError.
+            raise ServiceUnavailable(f"Temporal at {self.address} is unreachable") from err
+
+
 class JobSchedules:
     """Creates, updates, triggers and deletes the Temporal Schedules of jobs."""
 
-    def __init__(self, client: Client, task_queue: str, rpc_timeout: timedelta) -> None:
-        self._client = client
+    def __init__(self, temporal: TemporalConnection, task_queue: str, rpc_timeout: timedelta):
+        self._temporal = temporal
         self._task_queue = task_queue
         self._timeout = rpc_timeout
 
-    def _handle(self, job_id: str) -> ScheduleHandle:
-        return self._client.get_schedule_handle(job_id)
+    async def _handle(self, job_id: str) -> ScheduleHandle:
+        return (await self._temporal.client()).get_schedule_handle(job_id)
 
     def _action(self, job: Job) -> ScheduleActionStartWorkflow:
         return ScheduleActionStartWorkflow(
@@ -72,7 +111,8 @@ class JobSchedules:
             policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
             state=ScheduleState(note=f"Training job {job.name}"),
         )
-        await self._client.create_schedule(
+        client = await self._temporal.client()
+        await client.create_schedule(
             job.job_id,
             schedule,
             trigger_immediately=trigger_now,
@@ -90,11 +130,11 @@ class JobSchedules:
             schedule.action = action
             return ScheduleUpdate(schedule=schedule)
 
-        await self._handle(job.job_id).update(apply, rpc_timeout=self._timeout)
+        await (await self._handle(job.job_id)).update(apply, rpc_timeout=self._timeout)
 
     async def exists(self, job_id: str) -> bool:
         try:
-            await self._handle(job_id).describe(rpc_timeout=self._timeout)
+            await (await self._handle(job_id)).describe(rpc_timeout=self._timeout)
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return False
@@ -104,14 +144,14 @@ class JobSchedules:
     async def delete(self, job_id: str) -> None:
         """Delete the schedule; one that is already gone is fine."""
         try:
-            await self._handle(job_id).delete(rpc_timeout=self._timeout)
+            await (await self._handle(job_id)).delete(rpc_timeout=self._timeout)
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
 
     async def trigger(self, job_id: str) -> None:
         """Start a run now; never dropped by the overlap policy."""
-        await self._handle(job_id).trigger(
+        await (await self._handle(job_id)).trigger(
             overlap=ScheduleOverlapPolicy.ALLOW_ALL, rpc_timeout=self._timeout
         )
 

@@ -31,9 +31,10 @@ async def _database_ok(engine: EngineDep) -> bool:
     return True
 
 
-async def _temporal_ok(client: TemporalDep) -> bool:
+async def _temporal_ok(temporal: TemporalDep) -> bool:
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT):
+            client = await temporal.client()
             await client.workflow_service.get_system_info(
                 GetSystemInfoRequest(), timeout=timedelta(seconds=_CHECK_TIMEOUT)
             )
@@ -44,9 +45,9 @@ async def _temporal_ok(client: TemporalDep) -> bool:
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
-async def health(engine: EngineDep, client: TemporalDep) -> JSONResponse:
+async def health(engine: EngineDep, temporal: TemporalDep) -> JSONResponse:
     """200 when the database and Temporal answer, 503 with the same body when either does not."""
-    database, temporal = await asyncio.gather(_database_ok(engine), _temporal_ok(client))
+    database, temporal = await asyncio.gather(_database_ok(engine), _temporal_ok(temporal))
     body = Health(
         status="healthy" if database and temporal else "unhealthy",
         timestamp=utcnow(),

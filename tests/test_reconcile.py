@@ -1,0 +1,107 @@
+"""No orphans: a crash between the SQL write and the schedule change is repaired at start-up.
+
+Each test leaves SQL and Temporal exactly as a process killed at that point would (the journal
+entry written, one side changed, the other not), then starts the API and checks the repair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from temporalio.client import Client
+
+from jobs import store
+from jobs.config import Settings
+from jobs.db import create_engine, create_sessionmaker
+from jobs.models import Job, utcnow
+from jobs.schedules import JobSchedules, TemporalConnection
+from jobs.status import JobStatus
+from tests.conftest import api_client, unique_name, wait_for_status
+
+
+@pytest.fixture
+async def parts(settings: Settings) -> AsyncIterator[tuple[object, JobSchedules]]:
+    engine = create_engine(settings.sqlalchemy_url)
+    timeout = timedelta(seconds=5)
+    temporal = TemporalConnection(settings.temporal_address, settings.temporal_namespace, timeout)
+    yield create_sessionmaker(engine), JobSchedules(temporal, settings.task_queue, timeout)
+    await engine.dispose()
+
+
+def new_job(job_id: str, image: str, command: list[str], schedule: str | None) -> Job:
+    now = utcnow()
+    return Job(
+        job_id=job_id,
+        name=unique_name(),
+        image=image,
+        command=command,
+        schedule=schedule,
+        max_retries=0,
+        retry_count=0,
+        checkpoint_path=f"/checkpoints/{job_id}",
+        status=JobStatus.PENDING.value,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def test_schedule_without_a_row_is_deleted(
+    parts: tuple, settings: Settings, temporal_client: Client, worker: None
+) -> None:
+    sessions, schedules = parts
+    async with sessions() as session:
+        job_id = await store.issue_job_id(session)
+        await store.journal_schedule_change(session, job_id)
+    # Crash after the schedule was created, before the row was committed.
+    await schedules.create(new_job(job_id, "x", ["true"], "0 2 * * *"), trigger_now=False)
+    assert await schedules.exists(job_id)
+
+    async with api_client(settings) as api:
+        assert not await schedules.exists(job_id)
+        assert (await api.get(f"/jobs/{job_id}")).status_code == 404
+    async with sessions() as session:
+        assert await store.pending_schedule_changes(session, timedelta(0)) == []
+
+
+async def test_row_without_a_schedule_gets_one_and_runs(
+    parts: tuple, settings: Settings, busybox_image: str, worker: None
+) -> None:
+    sessions, schedules = parts
+    async with sessions() as session:
+        job_id = await store.issue_job_id(session)
+        await store.journal_schedule_change(session, job_id)
+        session.add(new_job(job_id, busybox_image, ["sh", "-c", "echo repaired"], None))
+        await session.commit()
+    # Crash after the row was committed, before the schedule was created.
+    assert not await schedules.exists(job_id)
+
+    async with api_client(settings) as api:
+        assert await schedules.exists(job_id)
+        # A one-off job that never ran is started, as its creation would have done.
+        done = await wait_for_status(api, job_id, {"completed", "failed"})
+        assert done["status"] == "completed"
+
+
+async def test_schedule_ahead_of_a_rolled_back_update_is_reset(
+    parts: tuple, settings: Settings, temporal_client: Client, worker: None
+) -> None:
+    sessions, schedules = parts
+    async with sessions() as session:
+        job_id = await store.issue_job_id(session)
+        job = new_job(job_id, "x", ["true"], "0 2 * * *")
+        session.add(job)
+        await session.commit()
+        await schedules.create(job, trigger_now=False)
+        # PUT told Temporal "0 5 * * *" and died before its SQL transaction committed.
+        await store.journal_schedule_change(session, job_id)
+        job.schedule = "0 5 * * *"
+        await schedules.update(job)
+        await session.rollback()
+
+    handle = temporal_client.get_schedule_handle(job_id)
+    assert (await handle.describe()).info.next_action_times[0].hour == 5
+    async with api_client(settings) as api:
+        assert (await handle.describe()).info.next_action_times[0].hour == 2
+        assert (await api.get(f"/jobs/{job_id}")).json()["schedule"] == "0 2 * * *"
