@@ -22,9 +22,7 @@ GUIDE_JOB = {
 
 
 def is_utc_iso(value: str) -> bool:
-    return datetime.fromisoformat(value).utcoffset() is not None and value.endswith(
-        ("Z", "+00:00")
-    )
+    return datetime.fromisoformat(value).utcoffset() is not None and value.endswith(("Z", "+00:00"))
 
 
 async def create(api: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:

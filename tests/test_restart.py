@@ -1,0 +1,145 @@
+"""Restart survival: a worker killed mid-run, and a Temporal dev server restarted on its file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import docker
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from jobs.config import Settings
+from jobs.schedules import SEARCH_ATTRIBUTES
+from runtimes.base import LABEL_JOB_ID
+from tests.conftest import TEMPORAL_CLI, api_client, make_settings, unique_name, wait_for_status
+
+ROOT = Path(__file__).resolve().parents[1]
+TASK_QUEUE = "tests-restart"
+
+
+def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATA_DIR": str(settings.data_dir),
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "TASK_QUEUE": TASK_QUEUE,
+        "CONTAINER_NETWORK": "none",
+        "IMAGE_PULL_POLICY": "never",
+        "HEARTBEAT_TIMEOUT_SECONDS": "3",
+        "POLL_INTERVAL_SECONDS": "0.5",
+        "LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env)
+
+
+async def count_containers(job_id: str, peak: list[int], stop: asyncio.Event) -> None:
+    """Sample how many containers of the job run at once, until told to stop."""
+    client = docker.from_env()
+    try:
+        while not stop.is_set():
+            running = await asyncio.to_thread(
+                client.containers.list, filters={"label": f"{LABEL_JOB_ID}={job_id}"}
+            )
+            peak[0] = max(peak[0], len(running))
+            await asyncio.sleep(0.2)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+async def test_run_survives_its_worker_dying(
+    settings: Settings, busybox_image: str, how: signal.Signals
+) -> None:
+    restart_settings = settings.model_copy(update={"task_queue": TASK_QUEUE})
+    worker = start_worker(restart_settings)
+    replacement: subprocess.Popen[bytes] | None = None
+    peak, stop = [0], asyncio.Event()
+    try:
+        async with api_client(restart_settings) as api:
+            created = await api.post(
+                "/jobs",
+                json={
+                    "name": unique_name("restart"),
+                    "image": busybox_image,
+                    "command": ["sh", "-c", "echo started; sleep 6; echo finished"],
+                    "max_retries": 0,
+                },
+            )
+            assert created.status_code == 201
+            job_id = created.json()["job_id"]
+            sampler = asyncio.create_task(count_containers(job_id, peak, stop))
+            await wait_for_status(api, job_id, {"running"})
+            await asyncio.sleep(1.5)  # the container is up and heartbeating
+
+            worker.send_signal(how)
+            await asyncio.to_thread(worker.wait, 20)
+            replacement = start_worker(restart_settings)
+
+            done = await wait_for_status(api, job_id, {"completed", "failed"}, timeout=90)
+            stop.set()
+            await sampler
+    finally:
+        for process in (worker, replacement):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+
+    assert done["status"] == "completed", done
+    assert done["retry_count"] == 0, "a worker restart must not consume a training retry"
+    assert peak[0] == 1, f"{peak[0]} containers of one run ran at once"
+    logs = list((settings.log_dir / job_id).glob("*/attempt-*.log"))
+    assert [p.name for p in logs] == ["attempt-1.log"]
+    output = logs[0].read_text()
+    assert output.count("started") == 1 and "finished" in output
+
+
+async def test_jobs_and_schedules_survive_a_server_restart(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`make run` again keeps every job: Temporal's file and SQL both persist."""
+    database = tmp_path / "temporal.db"
+
+    async def server() -> WorkflowEnvironment:
+        return await WorkflowEnvironment.start_local(
+            dev_server_existing_path=TEMPORAL_CLI,
+            dev_server_database_filename=str(database),
+            search_attributes=SEARCH_ATTRIBUTES,
+            data_converter=pydantic_data_converter,
+            dev_server_log_level="error",
+        )
+
+    env = await server()
+    local = make_settings(env.client, tmp_path, task_queue="tests-persist")
+    from jobs.migrate import upgrade
+
+    await asyncio.to_thread(upgrade, local.sqlalchemy_url)
+    async with api_client(local) as api:
+        created = await api.post(
+            "/jobs",
+            json={
+                "name": "persisted",
+                "image": "trainer:1",
+                "command": ["python", "train.py"],
+                "schedule": "0 2 * * *",
+            },
+        )
+        job_id = created.json()["job_id"]
+    await env.shutdown()
+
+    env = await server()
+    try:
+        local = make_settings(env.client, tmp_path, task_queue="tests-persist")
+        async with api_client(local) as api:
+            job = await api.get(f"/jobs/{job_id}")
+            assert job.status_code == 200 and job.json()["name"] == "persisted"
+        description = await env.client.get_schedule_handle(job_id).describe()
+        assert description.info.next_action_times[0].hour == 2
+        await env.client.get_schedule_handle(job_id).delete()
+    finally:
+        await env.shutdown()
