@@ -36,6 +36,7 @@ class RunStoreActivities:
                     session,
                     request.job_id,
                     request.run_id,
+                    request.execution_id,
                     request.started_at,
                     default_trigger="schedule" if request.started_by_schedule else "sdk",
                 )

@@ -7,6 +7,7 @@ replays the journal entry and makes the schedule match whatever SQL holds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
@@ -141,6 +142,7 @@ class JobService:
             job.pending_trigger = "retry"
             job.updated_at = utcnow()
             await session.commit()
+            await _after_latest_run_second(job)
             try:
                 await self._schedules.trigger(job_id)
             except BaseException:
@@ -169,6 +171,20 @@ class JobService:
                 logger.info("reconciled schedule of %s with SQL", job_id)
                 repaired += 1
         return repaired
+
+
+async def _after_latest_run_second(job: Job) -> None:
+    """Wait until the wall-clock second of the latest run's start has passed.
+
+    A schedule names the run it starts ``<job_id>-<time to the second>``; a retry triggered in
+    the same second as the previous run would reuse that workflow id.
+    """
+    if job.started_at is None:
+        return
+    next_second = job.started_at.replace(microsecond=0) + timedelta(seconds=1)
+    delay = (next_second - utcnow()).total_seconds()
+    if delay > 0:
+        await asyncio.sleep(delay)
 
 
 def _refuse_if_active(job: Job, action: str) -> None:

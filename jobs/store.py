@@ -104,20 +104,34 @@ async def pending_schedule_changes(session: AsyncSession, older_than: timedelta)
 
 
 async def start_run(
-    session: AsyncSession, job_id: str, run_id: str, started_at: datetime, default_trigger: str
+    session: AsyncSession,
+    job_id: str,
+    run_id: str,
+    execution_id: str,
+    started_at: datetime,
+    default_trigger: str,
 ) -> tuple[Job, Run]:
-    """Create the run record (once) and make it the job's latest, running run."""
+    """Create the run record (once per execution) and make it the job's latest, running run."""
     job = await get_job(session, job_id)
     run = await session.get(Run, run_id)
+    if run is not None and run.execution_id != execution_id:
+        # A new execution reusing a closed run's workflow id: the record follows the new one.
+        await session.delete(run)
+        await session.flush()
+        run = None
     if run is None:
         trigger = job.pending_trigger or default_trigger
         run = Run(
             run_id=run_id,
+            execution_id=execution_id,
             job_id=job_id,
             trigger=trigger,
             status=JobStatus.RUNNING.value,
             attempt=1,
             retry_count=0,
+            exit_code=None,
+            error_message=None,
+            completed_at=None,
             started_at=started_at,
             updated_at=started_at,
         )

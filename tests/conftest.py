@@ -174,3 +174,11 @@ async def wait_for_status(
 
     result: dict[str, Any] = await eventually(check, timeout=timeout)
     return result
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "replay: replays the suite's histories; runs last")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.get_closest_marker("replay") is not None)

@@ -31,6 +31,7 @@ class TrainingRunInput(BaseModel):
 class StartRunInput(BaseModel):
     job_id: str
     run_id: str
+    execution_id: str
     started_at: datetime
     started_by_schedule: bool
 

@@ -63,6 +63,7 @@ class TrainingJobWorkflow:
             StartRunInput(
                 job_id=request.job_id,
                 run_id=info.workflow_id,
+                execution_id=info.run_id,
                 started_at=workflow.now(),
                 started_by_schedule="TemporalScheduledById" in info.search_attributes,
             ),

@@ -57,6 +57,7 @@ def upgrade() -> None:
     op.create_table(
         "runs",
         sa.Column("run_id", sa.String(length=255), nullable=False),
+        sa.Column("execution_id", sa.String(length=64), nullable=False),
         sa.Column("job_id", sa.String(length=32), nullable=False),
         sa.Column("trigger", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
