@@ -65,6 +65,10 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     try:
         yield env
     finally:
+        # Tests delete the schedules they created, whatever state they left them in.
+        async for schedule in await env.client.list_schedules():
+            with contextlib.suppress(Exception):
+                await env.client.get_schedule_handle(schedule.id).delete()
         await env.shutdown()
 
 
@@ -130,14 +134,6 @@ async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 async def api(settings: Settings, worker: None) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(settings) as http:
         yield http
-
-
-@pytest.fixture(scope="session", autouse=True)
-async def _delete_schedules_at_end(temporal_client: Client) -> AsyncIterator[None]:
-    yield
-    async for schedule in await temporal_client.list_schedules():
-        with contextlib.suppress(Exception):
-            await temporal_client.get_schedule_handle(schedule.id).delete()
 
 
 def unique_name(prefix: str = "job") -> str:

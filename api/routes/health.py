@@ -47,13 +47,13 @@ async def _temporal_ok(temporal: TemporalDep) -> bool:
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
 async def health(engine: EngineDep, temporal: TemporalDep) -> JSONResponse:
     """200 when the database and Temporal answer, 503 with the same body when either does not."""
-    database, temporal = await asyncio.gather(_database_ok(engine), _temporal_ok(temporal))
+    database_ok, temporal_ok = await asyncio.gather(_database_ok(engine), _temporal_ok(temporal))
     body = Health(
-        status="healthy" if database and temporal else "unhealthy",
+        status="healthy" if database_ok and temporal_ok else "unhealthy",
         timestamp=utcnow(),
         service=SERVICE_NAME,
-        database_connected=database,
-        temporal_connected=temporal,
+        database_connected=database_ok,
+        temporal_connected=temporal_ok,
     )
     return JSONResponse(
         status_code=200 if body.status == "healthy" else 503, content=body.model_dump(mode="json")

@@ -1,0 +1,309 @@
+"""Run training attempts as Docker containers through the docker SDK.
+
+The SDK is synchronous, so every public method hands one whole operation to a worker thread
+with :func:`asyncio.to_thread`; the event loop never waits on the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable
+from typing import Literal
+
+import docker
+import requests
+import urllib3.exceptions
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
+
+from runtimes.base import (
+    LABEL_JOB_ID,
+    ContainerSpec,
+    ImageUnavailableError,
+    InvalidSpecError,
+    RuntimeUnavailableError,
+    StartResult,
+)
+
+logger = logging.getLogger(__name__)
+
+PullPolicy = Literal["if-not-present", "always", "never"]
+
+# Engines that predate the 400 mapping report a command that cannot exec as a 500, so the
+# wording is the only reliable sign that retrying would not help.
+_BAD_COMMAND_MARKERS = ("executable file not found", "OCI runtime create failed")
+_FINISHED_STATES = ("exited", "dead")
+
+
+class DockerRuntime:
+    """A :class:`~runtimes.base.ContainerRuntime` backed by a Docker engine.
+
+    Containers are named after the attempt (``spec.name``), which is what makes a restarted
+    activity find and follow the container a crashed worker left behind.
+    """
+
+    def __init__(
+        self,
+        client_factory: Callable[[], docker.DockerClient] = docker.from_env,
+        network_mode: str = "bridge",
+        pull_policy: PullPolicy = "if-not-present",
+    ) -> None:
+        """Configure the runtime; the engine is not contacted until the first call.
+
+        Args:
+            client_factory: Builds the docker client (``docker.from_env`` honours DOCKER_HOST).
+            network_mode: Docker network of every container; ``"host"`` only if the operator
+                asks for it explicitly.
+            pull_policy: When to pull images: ``if-not-present``, ``always`` or ``never``.
+        """
+        self._client_factory = client_factory
+        self._network_mode = network_mode
+        self._pull_policy: PullPolicy = pull_policy
+        self._docker: docker.DockerClient | None = None
+        self._client_lock = threading.Lock()
+
+    async def start(self, spec: ContainerSpec) -> StartResult:
+        """Create and start the container, or reattach to one that already has the name.
+
+        Raises:
+            RuntimeUnavailableError: The engine cannot be reached.
+            ImageUnavailableError: The image is missing and could not be pulled.
+            InvalidSpecError: The image name, mount or command can never work.
+        """
+        return await asyncio.to_thread(self._start, spec)
+
+    async def wait(self, name: str, timeout: float) -> int | None:
+        """Wait at most ``timeout`` seconds for the container to exit.
+
+        Returns:
+            The exit code, or None if the container is still running.
+
+        Raises:
+            LookupError: No container has this name.
+        """
+        return await asyncio.to_thread(self._wait, name, timeout)
+
+    async def logs(self, name: str, tail: int | None = None) -> str:
+        """Combined stdout and stderr, the last ``tail`` lines if given.
+
+        Raises:
+            LookupError: No container has this name.
+        """
+        return await asyncio.to_thread(self._logs, name, tail)
+
+    async def stop(self, name: str, grace_seconds: float) -> int | None:
+        """SIGTERM, then SIGKILL after ``grace_seconds``; the exit code, None if missing."""
+        return await asyncio.to_thread(self._stop, name, grace_seconds)
+
+    async def remove(self, name: str) -> None:
+        """Force-remove the container; a missing one is fine."""
+        await asyncio.to_thread(self._remove, name)
+
+    async def list_units(self) -> list[tuple[str, dict[str, str], bool]]:
+        """``(name, labels, running)`` of every container carrying the job-id label."""
+        return await asyncio.to_thread(self._list_units)
+
+    # Synchronous halves, run in worker threads.
+
+    def _client(self) -> docker.DockerClient:
+        with self._client_lock:
+            if self._docker is None:
+                client: docker.DockerClient | None = None
+                try:
+                    client = self._client_factory()
+                    # A factory given an explicit API version never talks to the engine.
+                    client.ping()
+                except (DockerException, requests.RequestException) as exc:
+                    url = client.api.base_url if client is not None else None
+                    raise RuntimeUnavailableError(_unreachable_message(exc, url)) from exc
+                self._docker = client
+            return self._docker
+
+    def _get(self, name: str) -> Container:
+        try:
+            return self._client().containers.get(name)
+        except NotFound:
+            raise LookupError(name) from None
+
+    def _start(self, spec: ContainerSpec) -> StartResult:
+        volumes = _volumes(spec)
+        client = self._client()
+        try:
+            existing = client.containers.get(spec.name)
+        except NotFound:
+            existing = None
+        if existing is not None:
+            if existing.status == "created":
+                # The worker died between create and start: this is still the first start.
+                self._start_created(existing, spec)
+            logger.info("reattached to container %s (%s)", spec.name, existing.status)
+            return StartResult(reattached=True)
+
+        self._ensure_image(client, spec.image)
+        try:
+            container = client.containers.create(
+                spec.image,
+                spec.command or None,
+                name=spec.name,
+                labels=spec.labels,
+                environment=spec.env,
+                network_mode=self._network_mode,
+                volumes=volumes,
+                privileged=False,
+            )
+        except ImageNotFound as exc:
+            raise ImageUnavailableError(f"image {spec.image} disappeared: {_why(exc)}") from exc
+        except APIError as exc:
+            if exc.status_code == 409:
+                logger.info("container %s was created concurrently; reattaching", spec.name)
+                return StartResult(reattached=True)
+            if exc.is_client_error():
+                raise InvalidSpecError(f"cannot create {spec.name}: {_why(exc)}") from exc
+            raise
+        self._start_created(container, spec)
+        logger.info("started container %s from %s", spec.name, spec.image)
+        return StartResult(reattached=False)
+
+    def _start_created(self, container: Container, spec: ContainerSpec) -> None:
+        try:
+            container.start()
+        except APIError as exc:
+            why = _why(exc)
+            # A container that failed to start would otherwise be reattached to forever.
+            try:
+                container.remove(force=True)
+            except NotFound:
+                pass
+            if exc.is_client_error() or any(marker in why for marker in _BAD_COMMAND_MARKERS):
+                raise InvalidSpecError(
+                    f"command {spec.command!r} cannot be started in image {spec.image}: {why}"
+                ) from exc
+            raise
+
+    def _ensure_image(self, client: docker.DockerClient, image: str) -> None:
+        if self._pull_policy != "always":
+            try:
+                client.images.get(image)
+                return
+            except ImageNotFound:
+                if self._pull_policy == "never":
+                    raise ImageUnavailableError(
+                        f"image {image} not found locally and the pull policy is 'never'"
+                    ) from None
+            except APIError as exc:
+                if exc.is_client_error():
+                    raise InvalidSpecError(f"invalid image name {image!r}: {_why(exc)}") from exc
+                raise
+        logger.info("pulling image %s", image)
+        try:
+            client.images.pull(image)
+        except (DockerException, requests.RequestException) as exc:
+            if isinstance(exc, APIError) and "invalid reference format" in _why(exc):
+                raise InvalidSpecError(f"invalid image name {image!r}: {_why(exc)}") from exc
+            raise ImageUnavailableError(
+                f"image {image} not found locally and pull failed: {_why(exc)}"
+            ) from exc
+
+    def _wait(self, name: str, timeout: float) -> int | None:
+        container = self._get(name)
+        state = container.attrs["State"]
+        if state["Status"] in _FINISHED_STATES:
+            return int(state["ExitCode"])
+        if timeout <= 0:
+            return None
+        # "not-running" answers at once, with 0, for a container that was never started.
+        condition: Literal["next-exit", "not-running"] = (
+            "next-exit" if state["Status"] == "created" else "not-running"
+        )
+        try:
+            result = container.wait(timeout=timeout, condition=condition)
+        except NotFound:
+            raise LookupError(name) from None
+        except requests.RequestException as exc:
+            if _is_timeout(exc):
+                return None
+            raise
+        return int(result["StatusCode"])
+
+    def _logs(self, name: str, tail: int | None) -> str:
+        data = self._get(name).logs(stdout=True, stderr=True, tail="all" if tail is None else tail)
+        return data.decode("utf-8", errors="replace")
+
+    def _stop(self, name: str, grace_seconds: float) -> int | None:
+        try:
+            container = self._get(name)
+            # The engine counts the grace in whole seconds; rounding up never cuts it short.
+            container.stop(timeout=math.ceil(max(grace_seconds, 0)))
+            container.reload()
+        except (LookupError, NotFound):
+            return None
+        state = container.attrs["State"]
+        logger.info("stopped container %s (%s)", name, state["Status"])
+        return int(state["ExitCode"]) if state["Status"] in _FINISHED_STATES else None
+
+    def _remove(self, name: str) -> None:
+        try:
+            self._client().api.remove_container(name, force=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            if not (exc.status_code == 409 and "already in progress" in _why(exc)):
+                raise
+
+    def _list_units(self) -> list[tuple[str, dict[str, str], bool]]:
+        # The low-level listing is one request and, unlike containers.list(), does not race
+        # with containers being removed between the listing and a per-container inspect.
+        rows = self._client().api.containers(all=True, filters={"label": LABEL_JOB_ID})
+        return [
+            (row["Names"][0].lstrip("/"), dict(row.get("Labels") or {}), row["State"] == "running")
+            for row in rows
+        ]
+
+
+def _volumes(spec: ContainerSpec) -> dict[str, dict[str, str]] | None:
+    host_dir, mount_path = spec.checkpoint_host_dir, spec.checkpoint_mount_path
+    if host_dir is None and mount_path is None:
+        return None
+    if host_dir is None or mount_path is None or not mount_path.startswith("/"):
+        raise InvalidSpecError(
+            f"checkpoint mount needs a host dir and an absolute container path, "
+            f"got {host_dir!r} -> {mount_path!r}"
+        )
+    host_dir = host_dir.resolve()
+    try:
+        # Created here so it belongs to the worker's user rather than to root, as it would be
+        # if the engine created it; the engine may see another filesystem, so failure is fine.
+        host_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        logger.debug("could not create %s here; leaving it to the engine", host_dir)
+    return {str(host_dir): {"bind": mount_path, "mode": "rw"}}
+
+
+def _is_timeout(exc: requests.RequestException) -> bool:
+    if isinstance(exc, requests.Timeout):
+        return True
+    # Over a unix socket a read timeout surfaces as a ConnectionError wrapping urllib3's.
+    return isinstance(exc, requests.ConnectionError) and any(
+        isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args
+    )
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, APIError) and exc.explanation:
+        return str(exc.explanation)
+    return str(exc)
+
+
+def _unreachable_message(exc: Exception, url: str | None) -> str:
+    where = url or os.environ.get("DOCKER_HOST")
+    where = where or "unix:///var/run/docker.sock (the default; DOCKER_HOST is unset)"
+    return (
+        f"the Docker engine at {where} could not be reached ({exc}). Start one "
+        "(`sudo dockerd` or `sudo systemctl start docker`; install it with "
+        "`sudo apt-get install docker.io`), point DOCKER_HOST at a running engine, "
+        "or set RUNTIME=process to run training commands directly on the worker host."
+    )
