@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from activities.notify import NotifyActivities
 from activities.runtime import TrainingActivities
 from activities.store import RunStoreActivities
 from jobs.config import Settings
@@ -54,8 +55,10 @@ async def build_worker(
 ) -> AsyncIterator[Worker]:
     """A worker with every workflow and activity registered; the engine is closed on exit."""
     engine = create_engine(settings.sqlalchemy_url)
-    store_activities = RunStoreActivities(create_sessionmaker(engine), settings)
-    training = TrainingActivities(runtime or build_runtime(settings), settings)
+    sessions = create_sessionmaker(engine)
+    store_activities = RunStoreActivities(sessions, settings)
+    training = TrainingActivities(runtime or build_runtime(settings), sessions, settings)
+    notify = NotifyActivities(sessions, settings)
     try:
         yield Worker(
             client,
@@ -65,8 +68,12 @@ async def build_worker(
                 store_activities.start_run,
                 store_activities.record_run_status,
                 training.run_training_container,
+                notify.notify_run_status,
             ],
             graceful_shutdown_timeout=timedelta(seconds=5),
+            # Heartbeats carry cancellation back; the default throttle (80% of the heartbeat
+            # timeout) would let a cancel take half a minute to reach the container.
+            max_heartbeat_throttle_interval=timedelta(seconds=2),
         )
     finally:
         await engine.dispose()

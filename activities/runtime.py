@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import re
+import contextlib
+import os
+from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.attempt import AttemptWatcher
+from jobs import checkpoints, store
 from jobs.config import Settings
+from jobs.logs import attempt_log_path, last_lines
+from jobs.models import utcnow
 from runtimes.base import (
     ContainerRuntime,
     ContainerSpec,
@@ -28,7 +35,8 @@ from workflows.models import (
 )
 
 LOG_TAIL_LINES = 20
-_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+# After the unit exits, how long its output stream may take to drain.
+_DRAIN_SECONDS = 10.0
 
 
 def checkpoint_host_dir(root: Path, checkpoint_path: str) -> Path:
@@ -39,49 +47,32 @@ def checkpoint_host_dir(root: Path, checkpoint_path: str) -> Path:
     return host_dir
 
 
-def attempt_log_path(log_dir: Path, job_id: str, run_id: str, attempt: int) -> Path:
-    """Where an attempt's output is kept after its container is removed."""
-    return log_dir / _UNSAFE.sub("_", job_id) / _UNSAFE.sub("_", run_id) / f"attempt-{attempt}.log"
-
-
 class TrainingActivities:
-    """Holds the runtime built once by worker.py."""
+    """Holds the runtime and session factory built once by worker.py."""
 
-    def __init__(self, runtime: ContainerRuntime, settings: Settings) -> None:
+    def __init__(
+        self,
+        runtime: ContainerRuntime,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+    ) -> None:
         self._runtime = runtime
+        self._sessions = sessions
         self._settings = settings
-
-    def _spec(self, request: RunAttemptInput) -> ContainerSpec:
-        host_dir = checkpoint_host_dir(self._settings.checkpoint_root_dir, request.checkpoint_path)
-        host_dir.mkdir(parents=True, exist_ok=True)
-        in_container = self._settings.runtime == "docker"
-        checkpoint_dir = request.checkpoint_path if in_container else str(host_dir)
-        return ContainerSpec(
-            name=unit_name(request.job_id, request.run_id, request.attempt),
-            job_id=request.job_id,
-            run_id=request.run_id,
-            attempt=request.attempt,
-            image=request.image,
-            command=request.command,
-            env={
-                "JOB_ID": request.job_id,
-                "RUN_ID": request.run_id,
-                "ATTEMPT": str(request.attempt),
-                "CHECKPOINT_DIR": checkpoint_dir,
-            },
-            checkpoint_host_dir=host_dir,
-            checkpoint_mount_path=request.checkpoint_path if in_container else None,
-        )
 
     @activity.defn(name=RUN_TRAINING_CONTAINER)
     async def run_training_container(self, request: RunAttemptInput) -> AttemptOutcome:
         """Start (or reattach to) the attempt's container and follow it to its exit.
 
-        Heartbeats on every poll tick; a worker that dies stops heartbeating, Temporal retries
-        the activity elsewhere and that retry reattaches to the same container by name.
+        Heartbeats on every poll tick with the trainer's progress; a worker that dies stops
+        heartbeating, Temporal retries the activity elsewhere and that retry reattaches to
+        the same container by name.
         """
         try:
-            spec = self._spec(request)
+            host_dir = checkpoint_host_dir(
+                self._settings.checkpoint_root_dir, request.checkpoint_path
+            )
+            spec = await self._spec(request, host_dir)
             started = await self._runtime.start(spec)
         except RuntimeUnavailableError as err:
             raise ApplicationError(str(err), type=RUNTIME_UNAVAILABLE, non_retryable=True) from err
@@ -92,37 +83,140 @@ class TrainingActivities:
         if started.reattached:
             activity.logger.info("reattached to %s", spec.name)
 
+        first_start = _first_start_time()
+        async with self._sessions() as session:
+            await store.record_attempt_start(
+                session, request.job_id, request.run_id, request.attempt, first_start
+            )
+        log_path = attempt_log_path(
+            self._settings.log_dir, request.job_id, request.run_id, request.attempt
+        )
+        watcher = AttemptWatcher(
+            sessions=self._sessions,
+            job_id=request.job_id,
+            run_id=request.run_id,
+            attempt=request.attempt,
+            log_path=log_path,
+            checkpoint_dir=host_dir,
+        )
+        following = asyncio.create_task(watcher.follow(self._runtime, spec.name))
         try:
-            exit_code = await self._follow(spec.name, request.attempt)
+            exit_code, timed_out = await self._wait(spec.name, request, watcher, first_start)
         except asyncio.CancelledError:
             if activity.is_worker_shutdown():
                 # Leave the container running for the next worker to reattach to.
+                following.cancel()
                 raise
-            await self._runtime.stop(spec.name, self._settings.stop_grace_seconds)
-            await self._keep_log(spec.name, request)
-            await self._runtime.remove(spec.name)
+            stopped = await self._runtime.stop(spec.name, self._settings.stop_grace_seconds)
+            await self._finish(spec.name, request, watcher, following, stopped)
             raise
-        tail = await self._keep_log(spec.name, request)
-        await self._runtime.remove(spec.name)
-        return AttemptOutcome(exit_code=exit_code, log_tail=tail, reattached=started.reattached)
+        await self._finish(spec.name, request, watcher, following, exit_code)
+        tail = await asyncio.to_thread(_read_tail, log_path)
+        return AttemptOutcome(
+            exit_code=exit_code,
+            log_tail=tail,
+            reattached=started.reattached,
+            timed_out=timed_out,
+        )
 
-    async def _follow(self, name: str, attempt: int) -> int:
+    async def _spec(self, request: RunAttemptInput, host_dir: Path) -> ContainerSpec:
+        in_container = self._settings.runtime == "docker"
+        checkpoint_dir = request.checkpoint_path if in_container else str(host_dir)
+        env = dict(request.env)
+        for name in request.secret_env:
+            value = os.environ.get(name)
+            if value is None:
+                raise InvalidSpecError(f"secret_env {name} is not set in the worker's environment")
+            env[name] = value
+        env |= {
+            "JOB_ID": request.job_id,
+            "RUN_ID": request.run_id,
+            "ATTEMPT": str(request.attempt),
+            "CHECKPOINT_DIR": checkpoint_dir,
+        }
+        if resume_from := await self._resume_from(request):
+            env["RESUME_FROM"] = f"{checkpoint_dir.rstrip('/')}/{resume_from}"
+        await asyncio.to_thread(host_dir.mkdir, parents=True, exist_ok=True)
+        return ContainerSpec(
+            name=unit_name(request.job_id, request.run_id, request.attempt),
+            job_id=request.job_id,
+            run_id=request.run_id,
+            attempt=request.attempt,
+            image=request.image,
+            command=request.command,
+            env=env,
+            checkpoint_host_dir=host_dir,
+            checkpoint_mount_path=request.checkpoint_path if in_container else None,
+            resources=request.resources,
+        )
+
+    async def _resume_from(self, request: RunAttemptInput) -> str | None:
+        """The checkpoint this attempt resumes from, relative to the checkpoint directory."""
+        if request.resume_policy == "never":
+            return None
+        run_only = request.resume_policy == "retries"
+        async with self._sessions() as session:
+            latest = await checkpoints.latest_checkpoint(
+                session, request.job_id, request.run_id if run_only else None
+            )
+        return latest.path if latest is not None else None
+
+    async def _wait(
+        self,
+        name: str,
+        request: RunAttemptInput,
+        watcher: AttemptWatcher,
+        first_start: datetime,
+    ) -> tuple[int, bool]:
+        """Poll until the unit exits or its time is up; (exit code, timed out)."""
+        details = {"attempt": request.attempt, "container": name}
+        details["started_at"] = first_start.isoformat()
         while True:
             exit_code = await self._runtime.wait(name, self._settings.poll_interval_seconds)
-            activity.heartbeat({"attempt": attempt, "container": name})
+            activity.heartbeat(details | watcher.heartbeat_details())
             if exit_code is not None:
-                return exit_code
+                return exit_code, False
+            elapsed = (utcnow() - first_start).total_seconds()
+            if request.timeout_seconds is not None and elapsed > request.timeout_seconds:
+                activity.logger.info("%s exceeded its %d s", name, request.timeout_seconds)
+                code = await self._runtime.stop(name, self._settings.stop_grace_seconds)
+                return (code if code is not None else 137), True
 
-    async def _keep_log(self, name: str, request: RunAttemptInput) -> str:
-        """Write the attempt's whole output under the data directory; return its last lines."""
-        output = await self._runtime.logs(name)
-        path = attempt_log_path(
-            self._settings.log_dir, request.job_id, request.run_id, request.attempt
-        )
-        await asyncio.to_thread(_write_text, path, output)
-        return "\n".join(output.splitlines()[-LOG_TAIL_LINES:])
+    async def _finish(
+        self,
+        name: str,
+        request: RunAttemptInput,
+        watcher: AttemptWatcher,
+        following: asyncio.Task[None],
+        exit_code: int | None,
+    ) -> None:
+        """Drain the output, record the last checkpoints and the exit, remove the unit."""
+        try:
+            await asyncio.wait_for(asyncio.shield(following), _DRAIN_SECONDS)
+        except TimeoutError:
+            following.cancel()
+            activity.logger.warning("output of %s did not drain in time", name)
+        except Exception as err:  # the log is incomplete, the outcome still stands
+            activity.logger.warning("following the output of %s failed: %s", name, err)
+        await watcher.scan_checkpoints()
+        async with self._sessions() as session:
+            await store.record_attempt_end(
+                session, request.run_id, request.attempt, exit_code, utcnow()
+            )
+        await self._runtime.remove(name)
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+def _first_start_time() -> datetime:
+    """When this attempt first started, surviving activity retries through heartbeats."""
+    for detail in activity.info().heartbeat_details:
+        if isinstance(detail, dict) and isinstance(detail.get("started_at"), str):
+            with contextlib.suppress(ValueError):
+                return datetime.fromisoformat(detail["started_at"])
+    return utcnow()
+
+
+def _read_tail(path: Path) -> str:
+    try:
+        return last_lines(path.read_text(encoding="utf-8", errors="replace"), LOG_TAIL_LINES)
+    except FileNotFoundError:
+        return ""

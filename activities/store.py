@@ -51,11 +51,17 @@ class RunStoreActivities:
             command=list(job.command),
             max_retries=job.max_retries,
             checkpoint_path=job.checkpoint_path,
+            env=dict(job.env or {}),
+            secret_env=list(job.secret_env or []),
+            resources=job.resources,
+            timeout_seconds=job.timeout_seconds,
+            resume_policy=job.resume_policy,
             trigger=run.trigger,
             retry_backoff_seconds=settings.retry_backoff_seconds,
             retry_backoff_max_seconds=settings.retry_backoff_max_seconds,
             heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
             infra_max_attempts=settings.infra_max_attempts,
+            notify_timeout_seconds=settings.notify_timeout_seconds,
         )
 
     @activity.defn(name=RECORD_RUN_STATUS)

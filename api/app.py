@@ -13,9 +13,10 @@ from fastapi import Depends, FastAPI
 
 from api.auth import require_api_key
 from api.errors import install_error_handlers
-from api.routes import health, jobs, stats
+from api.routes import health, jobs, runs, stats
 from jobs.config import Settings
 from jobs.db import create_engine, create_sessionmaker
+from jobs.runs import RunService
 from jobs.schedules import JobSchedules, TemporalConnection, register_search_attributes
 from jobs.service import JobService
 
@@ -39,12 +40,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     temporal = TemporalConnection(
         settings.temporal_address, settings.temporal_namespace, rpc_timeout
     )
-    service = JobService(
-        create_sessionmaker(engine), JobSchedules(temporal, settings.task_queue, rpc_timeout)
-    )
+    sessions = create_sessionmaker(engine)
+    schedules = JobSchedules(temporal, settings.task_queue, rpc_timeout)
+    service = JobService(sessions, schedules, settings)
     app.state.engine = engine
     app.state.temporal = temporal
     app.state.jobs = service
+    app.state.runs = RunService(sessions, schedules, settings)
     try:
         await register_search_attributes(await temporal.client(), settings.temporal_namespace)
         await service.reconcile(older_than=timedelta(0))
@@ -75,5 +77,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     protected = [Depends(require_api_key)]
     app.include_router(jobs.router, dependencies=protected)
+    app.include_router(runs.router, dependencies=protected)
     app.include_router(stats.router, dependencies=protected)
     return app

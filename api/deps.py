@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs.config import Settings
+from jobs.runs import RunService
 from jobs.schedules import TemporalConnection
 from jobs.service import JobService
 
@@ -19,6 +20,11 @@ def get_settings(request: Request) -> Settings:
 
 def get_job_service(request: Request) -> JobService:
     service: JobService = request.app.state.jobs
+    return service
+
+
+def get_run_service(request: Request) -> RunService:
+    service: RunService = request.app.state.runs
     return service
 
 
@@ -34,5 +40,6 @@ def get_temporal(request: Request) -> TemporalConnection:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]
+RunServiceDep = Annotated[RunService, Depends(get_run_service)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 TemporalDep = Annotated[TemporalConnection, Depends(get_temporal)]

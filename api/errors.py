@@ -15,6 +15,7 @@ from jobs.errors import (
     DuplicateJobName,
     InvalidInput,
     JobNotFound,
+    JobNotRunning,
     JobRunning,
     OrchestratorError,
     ServiceUnavailable,
@@ -27,6 +28,7 @@ STATUS_BY_ERROR: dict[type[OrchestratorError], int] = {
     JobNotFound: 404,
     DuplicateJobName: 409,
     JobRunning: 409,
+    JobNotRunning: 409,
     ServiceUnavailable: 503,
 }
 # Temporal answers that mean "not reachable right now" rather than "you asked wrongly".
@@ -56,7 +58,9 @@ def describe_validation_error(exc: RequestValidationError) -> str:
         elif error.get("type") == "missing" and not loc:
             parts.append("request body is required")
         else:
-            parts.append(f"{'.'.join(loc) or 'body'}: {message}")
+            field = ".".join(loc) or "body"
+            # Some validators already name their field (the cron checker does).
+            parts.append(message if message.startswith(f"{field}: ") else f"{field}: {message}")
     return "; ".join(dict.fromkeys(parts))
 
 

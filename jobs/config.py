@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from jobs.fields import NotifyEvent
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _is_http_url(url: str) -> bool:
+    return url.startswith(("http://", "https://"))
 
 
 class Settings(BaseSettings):
     """Every knob, with the defaults `make run` uses on a fresh machine."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # hide_input_in_errors: a start-up error must not echo API_KEY, tokens or passwords.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     data_dir: Path = Path(".data")
     database_url: str | None = Field(
@@ -49,10 +59,67 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Notifications. Secrets are SecretStr so that no repr, log line or error shows them.
+    slack_webhook_url: SecretStr | None = None
+    slack_bot_token: SecretStr | None = None
+    slack_channel: str | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str | None = None
+    # NoDecode: the environment gives "a@x.org,b@y.org", not a JSON list.
+    smtp_to: Annotated[list[str], NoDecode] = []
+    smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
+    notify_on: Annotated[list[NotifyEvent], NoDecode] = ["failed", "retrying", "completed"]
+    notify_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("smtp_to", "notify_on", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if info.field_name == "notify_on" and isinstance(value, list):
+            # Named here because errors hide their input (see model_config).
+            unknown = [event for event in value if event not in get_args(NotifyEvent)]
+            if unknown:
+                raise ValueError(
+                    f"NOTIFY_ON: unknown {unknown}, choose from {get_args(NotifyEvent)}"
+                )
+        return value
+
     @model_validator(mode="after")
     def _auth_needs_a_key(self) -> Settings:
         if self.enable_api_auth and not (self.api_key and self.api_key.get_secret_value()):
             raise ValueError("ENABLE_API_AUTH=true needs API_KEY to be set")
+        return self
+
+    @model_validator(mode="after")
+    def _notification_channels_are_complete(self) -> Settings:
+        # Messages name variables, never values: some of these are secrets.
+        problems = []
+        if self.slack_webhook_url and self.slack_bot_token:
+            problems.append("set SLACK_WEBHOOK_URL or SLACK_BOT_TOKEN, not both")
+        if self.slack_bot_token and not self.slack_channel:
+            problems.append("SLACK_BOT_TOKEN needs SLACK_CHANNEL (the default channel)")
+        if self.slack_channel and not self.slack_bot_token:
+            problems.append("SLACK_CHANNEL is used only with SLACK_BOT_TOKEN")
+        if self.slack_webhook_url and not _is_http_url(self.slack_webhook_url.get_secret_value()):
+            problems.append("SLACK_WEBHOOK_URL must be an http(s) URL")
+        if not _is_http_url(self.slack_api_url):
+            problems.append("SLACK_API_URL must be an http(s) URL")
+        if self.smtp_host and not (self.smtp_from and self.smtp_to):
+            problems.append("SMTP_HOST needs SMTP_FROM and SMTP_TO")
+        if not self.smtp_host and (self.smtp_from or self.smtp_to or self.smtp_username):
+            problems.append("SMTP_FROM, SMTP_TO and SMTP_USERNAME need SMTP_HOST")
+        if bool(self.smtp_username) != bool(self.smtp_password):
+            problems.append("SMTP_USERNAME and SMTP_PASSWORD go together")
+        bad = [a for a in [self.smtp_from or "", *self.smtp_to] if a and not _EMAIL.match(a)]
+        if bad:
+            problems.append(f"not an email address in SMTP_FROM/SMTP_TO: {', '.join(bad)}")
+        if problems:
+            raise ValueError("invalid notification settings: " + "; ".join(problems))
         return self
 
     @cached_property

@@ -41,3 +41,10 @@ class DuplicateJobName(OrchestratorError):
 
 class ServiceUnavailable(OrchestratorError):
     error_type = "ServiceUnavailable"
+
+
+class JobNotRunning(OrchestratorError):
+    error_type = "JobNotRunning"
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"Job {job_id} has no running run to cancel (status: {status})")

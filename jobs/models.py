@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -50,6 +60,13 @@ class Job(Base):
     max_retries: Mapped[int] = mapped_column(Integer)
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
     checkpoint_path: Mapped[str] = mapped_column(String(1024))
+    env: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # Names only: the worker resolves the values from its own environment at run time.
+    secret_env: Mapped[list[str]] = mapped_column(JSON, default=list)
+    resources: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    timeout_seconds: Mapped[int | None] = mapped_column(Integer)
+    resume_policy: Mapped[str] = mapped_column(String(16), default="retries")
+    notifications: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
@@ -81,11 +98,73 @@ class Run(Base):
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     error_message: Mapped[str | None] = mapped_column(Text)
+    # Last PROGRESS report of the trainer: step, total, epoch, metrics.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    progress_updated_at: Mapped[datetime | None]
     started_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 
     __table_args__ = (Index("ix_runs_job_id_started_at", "job_id", "started_at"),)
+
+
+class Attempt(Base):
+    """One training attempt of a run: its container's life and exit code."""
+
+    __tablename__ = "attempts"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+
+
+class Checkpoint(Base):
+    """A checkpoint file a run wrote under the job's checkpoint directory."""
+
+    __tablename__ = "checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.job_id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(String(255))
+    attempt: Mapped[int] = mapped_column(Integer)
+    # Relative to the job's checkpoint directory.
+    path: Mapped[str] = mapped_column(String(1024))
+    step: Mapped[int | None] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "path", "sha256", name="uq_checkpoints_job_path_sha"),
+        Index("ix_checkpoints_job_id_step", "job_id", "step"),
+    )
+
+
+class NotificationDelivery(Base):
+    """One notification of one run transition on one channel: sent at most once."""
+
+    __tablename__ = "notification_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.job_id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(String(255))
+    # The transition, e.g. "retrying#2": status and attempt.
+    event: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "event", "channel", name="uq_deliveries_run_event_channel"),
+        Index("ix_deliveries_job_id", "job_id"),
+    )
 
 
 class IssuedJobId(Base):

@@ -149,6 +149,11 @@ class JobSchedules:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
 
+    async def cancel_run(self, run_id: str) -> None:
+        """Ask a run's workflow to cancel; it stops its container gracefully and records it."""
+        client = await self._temporal.client()
+        await client.get_workflow_handle(run_id).cancel(rpc_timeout=self._timeout)
+
     async def trigger(self, job_id: str) -> None:
         """Start a run now; never dropped by the overlap policy."""
         await (await self._handle(job_id)).trigger(

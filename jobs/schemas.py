@@ -2,73 +2,26 @@
 
 from __future__ import annotations
 
-import posixpath
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictInt,
-    StringConstraints,
-    model_validator,
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from jobs.fields import (
+    CheckpointPath,
+    Command,
+    CronSchedule,
+    Env,
+    ImageRef,
+    JobName,
+    MaxRetries,
+    NotificationSettings,
+    Resources,
+    ResumePolicy,
+    SecretEnv,
+    TimeoutSeconds,
 )
-
-from jobs.cron import validate_cron
 from jobs.status import JobStatus
-
-JobName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
-ImageRef = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=512, pattern=r"^\S+$"),
-]
-MaxRetries = Annotated[StrictInt, Field(ge=0, le=100)]
-
-
-def _check_command(command: list[str]) -> list[str]:
-    if not command[0].strip():
-        raise ValueError("the first element (the program to run) must not be empty")
-    return command
-
-
-Command = Annotated[
-    list[Annotated[str, StringConstraints(max_length=65_536)]],
-    Field(min_length=1, max_length=4096),
-    AfterValidator(_check_command),
-]
-
-
-def _check_cron(expr: str) -> str:
-    return validate_cron(expr)
-
-
-CronSchedule = Annotated[str, AfterValidator(_check_cron)]
-
-
-def normalize_checkpoint_path(path: str) -> str:
-    """Validate a checkpoint path as the trainer sees it; it lives under the checkpoint root.
-
-    ``/checkpoints/resnet50`` is mounted from ``<root>/checkpoints/resnet50``; anything that
-    could reach outside the root (``..``, a NUL byte) or would shadow the container's own root
-    is rejected rather than cleaned up, so the user sees exactly what will be used.
-    """
-    if "\x00" in path:
-        raise ValueError("must not contain NUL bytes")
-    if not path.startswith("/"):
-        raise ValueError("must be an absolute path such as /checkpoints/my-job")
-    if ".." in path.split("/"):
-        raise ValueError("must not contain '..'")
-    normalized = posixpath.normpath(path)
-    if normalized == "/":
-        raise ValueError("must name a directory below /, not / itself")
-    return normalized
-
-
-CheckpointPath = Annotated[
-    str, StringConstraints(max_length=1024), AfterValidator(normalize_checkpoint_path)
-]
 
 
 class JobCreate(BaseModel):
@@ -82,6 +35,27 @@ class JobCreate(BaseModel):
     schedule: CronSchedule | None = None
     max_retries: MaxRetries = 3
     checkpoint_path: CheckpointPath | None = None
+    env: Env = Field(default_factory=dict)
+    secret_env: SecretEnv = Field(default_factory=list)
+    resources: Resources | None = None
+    timeout_seconds: TimeoutSeconds | None = None
+    resume_policy: ResumePolicy = "retries"
+    notifications: NotificationSettings | None = None
+
+    @model_validator(mode="after")
+    def _secret_names_are_not_env(self) -> JobCreate:
+        _check_env_overlap(self.env, self.secret_env)
+        return self
+
+
+def _check_env_overlap(env: dict[str, str] | None, secret_env: list[str] | None) -> None:
+    both = set(env or {}) & set(secret_env or [])
+    if both:
+        raise ValueError(f"secret_env names {sorted(both)} are also set in env")
+
+
+# Sending null for these clears them; for the other fields null is refused.
+NULLABLE_ON_UPDATE = frozenset({"schedule", "resources", "timeout_seconds", "notifications"})
 
 
 class JobUpdate(BaseModel):
@@ -95,17 +69,35 @@ class JobUpdate(BaseModel):
     schedule: CronSchedule | None = None
     max_retries: MaxRetries | None = None
     checkpoint_path: CheckpointPath | None = None
+    env: Env | None = None
+    secret_env: SecretEnv | None = None
+    resources: Resources | None = None
+    timeout_seconds: TimeoutSeconds | None = None
+    resume_policy: ResumePolicy | None = None
+    notifications: NotificationSettings | None = None
 
     @model_validator(mode="after")
     def _only_schedule_may_be_null(self) -> JobUpdate:
-        for key in self.model_fields_set - {"schedule"}:
+        _check_env_overlap(self.env, self.secret_env)
+        for key in self.model_fields_set - NULLABLE_ON_UPDATE:
             if getattr(self, key) is None:
                 raise ValueError(f"{key} must not be null (leave it out to keep it unchanged)")
         return self
 
     def changes(self) -> dict[str, Any]:
-        """The fields the client sent; ``schedule: null`` is a change, other nulls are not."""
-        return self.model_dump(include=self.model_fields_set)
+        """The fields the client sent, as plain values for the job row."""
+        return self.model_dump(include=self.model_fields_set, exclude_none=False)
+
+
+class Progress(BaseModel):
+    """The trainer's latest PROGRESS report for the job's latest run."""
+
+    step: int | None = None
+    total: int | None = None
+    percent: float | None = None
+    epoch: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    updated_at: datetime | None = None
 
 
 class JobResponse(BaseModel):
@@ -121,13 +113,41 @@ class JobResponse(BaseModel):
     max_retries: int
     retry_count: int
     checkpoint_path: str
+    env: dict[str, str]
+    secret_env: list[str]
+    resources: Resources | None
+    timeout_seconds: int | None
+    resume_policy: ResumePolicy
+    notifications: NotificationSettings | None
     status: JobStatus
     started_at: datetime | None
     completed_at: datetime | None
     error_message: str | None
     latest_run_id: str | None
+    progress: Progress | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class CheckpointResponse(BaseModel):
+    """A recorded checkpoint; ``path`` is relative to the job's checkpoint directory."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    path: str
+    step: int | None
+    size_bytes: int
+    sha256: str
+    run_id: str
+    attempt: int
+    created_at: datetime
+
+
+class CheckpointList(BaseModel):
+    job_id: str
+    checkpoint_path: str
+    latest: CheckpointResponse | None
+    checkpoints: list[CheckpointResponse]
 
 
 class JobList(BaseModel):

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from jobs import store
+from jobs import store, views
+from jobs.config import Settings
 from jobs.errors import DuplicateJobName, JobRunning
+from jobs.fields import NotificationSettings
 from jobs.models import Job, utcnow
 from jobs.schedules import JobSchedules
-from jobs.schemas import JobCreate, JobUpdate
+from jobs.schemas import JobCreate, JobResponse, JobUpdate
 from jobs.status import JobStatus
+from notifications import validate_job_notifications
 
 logger = logging.getLogger(__name__)
 
@@ -29,25 +31,29 @@ logger = logging.getLogger(__name__)
 class JobService:
     """The job operations of the REST API."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], schedules: JobSchedules):
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        schedules: JobSchedules,
+        settings: Settings | None = None,
+    ):
         self._sessions = sessions
         self._schedules = schedules
+        self._settings = settings
 
     async def create(self, body: JobCreate) -> Job:
+        self._check_notifications(body.notifications)
         async with self._sessions() as session:
             if await store.name_taken(session, body.name):
                 raise DuplicateJobName(body.name)
             job_id = await store.issue_job_id(session)
             now = utcnow()
+            fields = body.model_dump()
+            fields["checkpoint_path"] = body.checkpoint_path or f"/checkpoints/{job_id}"
             job = Job(
                 job_id=job_id,
-                name=body.name,
-                image=body.image,
-                command=body.command,
-                schedule=body.schedule,
-                max_retries=body.max_retries,
+                **fields,
                 retry_count=0,
-                checkpoint_path=body.checkpoint_path or f"/checkpoints/{job_id}",
                 status=JobStatus.PENDING.value,
                 created_at=now,
                 updated_at=now,
@@ -71,15 +77,20 @@ class JobService:
             await store.clear_schedule_change(session, job_id)
             return job
 
-    async def get(self, job_id: str) -> Job:
+    async def get(self, job_id: str) -> JobResponse:
         async with self._sessions() as session:
-            return await store.get_job(session, job_id)
+            return await views.job_view(session, await store.get_job(session, job_id))
+
+    async def view(self, job: Job) -> JobResponse:
+        async with self._sessions() as session:
+            return await views.job_view(session, job)
 
     async def list(
         self, status: JobStatus | None, page: int, page_size: int
-    ) -> tuple[Sequence[Job], int]:
+    ) -> tuple[list[JobResponse], int]:
         async with self._sessions() as session:
-            return await store.list_jobs(session, status, page, page_size)
+            rows, total = await store.list_jobs(session, status, page, page_size)
+            return await views.job_views(session, rows), total
 
     async def stats(self) -> dict[JobStatus, int]:
         async with self._sessions() as session:
@@ -87,6 +98,8 @@ class JobService:
 
     async def update(self, job_id: str, body: JobUpdate) -> Job:
         changes: dict[str, Any] = body.changes()
+        if "notifications" in changes:
+            self._check_notifications(body.notifications)
         async with self._sessions() as session:
             job = await store.get_job(session, job_id)
             _refuse_if_active(job, "update")
@@ -114,6 +127,11 @@ class JobService:
             await store.clear_schedule_change(session, job_id)
             return job
 
+    def _check_notifications(self, notifications: NotificationSettings | None) -> None:
+        # Without settings (tests building a bare service) there is nothing to check against.
+        if self._settings is not None:
+            validate_job_notifications(self._settings, notifications)
+
     async def delete(self, job_id: str) -> None:
         async with self._sessions() as session:
             job = await store.get_job(session, job_id)
@@ -129,20 +147,25 @@ class JobService:
         async with self._sessions() as session:
             job = await store.get_job(session, job_id)
             _refuse_if_active(job, "retry")
-            previous = {
+            previous_start = job.started_at
+            previous: dict[str, Any] = {
                 "status": job.status,
                 "retry_count": job.retry_count,
                 "error_message": job.error_message,
+                "started_at": job.started_at,
+                "completed_at": job.completed_at,
                 "pending_trigger": job.pending_trigger,
                 "updated_at": job.updated_at,
             }
             job.status = JobStatus.PENDING.value
             job.retry_count = 0
             job.error_message = None
+            job.started_at = None
+            job.completed_at = None
             job.pending_trigger = "retry"
             job.updated_at = utcnow()
             await session.commit()
-            await _after_latest_run_second(job)
+            await _after_second_of(previous_start)
             try:
                 await self._schedules.trigger(job_id)
             except BaseException:
@@ -173,15 +196,15 @@ class JobService:
         return repaired
 
 
-async def _after_latest_run_second(job: Job) -> None:
-    """Wait until the wall-clock second of the latest run's start has passed.
+async def _after_second_of(started_at: datetime | None) -> None:
+    """Wait until the wall-clock second in which the latest run started has passed.
 
     A schedule names the run it starts ``<job_id>-<time to the second>``; a retry triggered in
     the same second as the previous run would reuse that workflow id.
     """
-    if job.started_at is None:
+    if started_at is None:
         return
-    next_second = job.started_at.replace(microsecond=0) + timedelta(seconds=1)
+    next_second = started_at.replace(microsecond=0) + timedelta(seconds=1)
     delay = (next_second - utcnow()).total_seconds()
     if delay > 0:
         await asyncio.sleep(delay)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.errors import JobNotFound
-from jobs.models import IssuedJobId, Job, Run, ScheduleSync, utcnow
+from jobs.models import Attempt, IssuedJobId, Job, Run, ScheduleSync, utcnow
 from jobs.status import JobStatus
 
 _MAX_ID_DRAWS = 32
@@ -186,3 +187,44 @@ async def record_run_status(
         job.updated_at = at
     await session.commit()
     return True
+
+
+async def record_progress(
+    session: AsyncSession, run_id: str, progress: dict[str, Any], at: datetime
+) -> None:
+    run = await session.get(Run, run_id)
+    if run is not None:
+        run.progress = progress
+        run.progress_updated_at = at
+        await session.commit()
+
+
+async def record_attempt_start(
+    session: AsyncSession, job_id: str, run_id: str, attempt: int, at: datetime
+) -> None:
+    """Record that an attempt started (once; a reattached attempt keeps its first start)."""
+    run = await session.get(Run, run_id)
+    if run is not None and await session.get(Attempt, (run_id, attempt)) is None:
+        session.add(Attempt(run_id=run_id, attempt=attempt, job_id=job_id, started_at=at))
+        await session.commit()
+
+
+async def record_attempt_end(
+    session: AsyncSession, run_id: str, attempt: int, exit_code: int | None, at: datetime
+) -> None:
+    row = await session.get(Attempt, (run_id, attempt))
+    if row is not None:
+        row.exit_code = exit_code
+        row.ended_at = at
+        await session.commit()
+
+
+async def run_of(session: AsyncSession, run_id: str | None) -> Run | None:
+    return await session.get(Run, run_id) if run_id else None
+
+
+async def attempts_of(session: AsyncSession, run_id: str) -> Sequence[Attempt]:
+    rows = await session.scalars(
+        select(Attempt).where(Attempt.run_id == run_id).order_by(Attempt.attempt)
+    )
+    return rows.all()

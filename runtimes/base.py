@@ -7,11 +7,14 @@ crashed worker left behind and reattaches to it instead of starting a second one
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 LABEL_PREFIX = "io.training-orchestrator"
 LABEL_JOB_ID = f"{LABEL_PREFIX}.job-id"
@@ -45,6 +48,8 @@ class ContainerSpec:
     # Host directory holding the job's checkpoints and the path the trainer sees it at.
     checkpoint_host_dir: Path | None = None
     checkpoint_mount_path: str | None = None
+    # ``gpus`` (count or "all"), ``cpus`` (float), ``memory`` ("8g"); see jobs.fields.Resources.
+    resources: dict[str, Any] | None = None
 
     @property
     def labels(self) -> dict[str, str]:
@@ -100,3 +105,48 @@ class ContainerRuntime(Protocol):
     async def remove(self, name: str) -> None:
         """Forget the unit once its outcome and logs have been read. Missing is fine."""
         ...
+
+    def stream_output(self, name: str) -> AsyncIterator[bytes]:
+        """The unit's combined output from its start, live, ending when the unit has exited."""
+        ...
+
+    async def list_units(self) -> list[tuple[str, dict[str, str], bool]]:
+        """``(name, labels, running)`` of every unit this runtime started."""
+        ...
+
+
+async def stream_in_thread(open_stream: Callable[[], Iterator[bytes]]) -> AsyncIterator[bytes]:
+    """Iterate a blocking byte stream on a daemon thread without blocking the event loop.
+
+    A daemon thread rather than the default executor: a stream that is still blocked when
+    the worker exits (its container keeps running for the next worker) must not hold the
+    process open.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
+
+    def push(item: bytes | Exception | None) -> bool:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop has closed: nobody is listening any more
+            return False
+        return True
+
+    def pump() -> None:
+        try:
+            for chunk in open_stream():
+                if not push(chunk):
+                    return
+        except Exception as err:  # handed to the consumer, which re-raises it
+            push(err)
+            return
+        push(None)
+
+    threading.Thread(target=pump, name="output-stream", daemon=True).start()
+    while True:
+        item = await queue.get()
+        if item is None:
+            return
+        if isinstance(item, Exception):
+            raise item
+        yield item

@@ -11,14 +11,15 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, Literal, cast
 
 import docker
 import requests
 import urllib3.exceptions
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
+from docker.types import DeviceRequest
 
 from runtimes.base import (
     LABEL_JOB_ID,
@@ -27,6 +28,7 @@ from runtimes.base import (
     InvalidSpecError,
     RuntimeUnavailableError,
     StartResult,
+    stream_in_thread,
 )
 
 logger = logging.getLogger(__name__)
@@ -107,6 +109,15 @@ class DockerRuntime:
         """``(name, labels, running)`` of every container carrying the job-id label."""
         return await asyncio.to_thread(self._list_units)
 
+    def stream_output(self, name: str) -> AsyncIterator[bytes]:
+        """Follow the container's log from its first line until it exits."""
+
+        def open_stream() -> Iterator[bytes]:
+            stream = self._get(name).logs(stdout=True, stderr=True, stream=True, follow=True)
+            return cast(Iterator[bytes], stream)
+
+        return stream_in_thread(open_stream)
+
     # Synchronous halves, run in worker threads.
 
     def _client(self) -> docker.DockerClient:
@@ -145,16 +156,7 @@ class DockerRuntime:
 
         self._ensure_image(client, spec.image)
         try:
-            container = client.containers.create(
-                spec.image,
-                spec.command or None,
-                name=spec.name,
-                labels=spec.labels,
-                environment=spec.env,
-                network_mode=self._network_mode,
-                volumes=volumes,
-                privileged=False,
-            )
+            container = client.containers.create(**create_kwargs(spec, self._network_mode, volumes))
         except ImageNotFound as exc:
             raise ImageUnavailableError(f"image {spec.image} disappeared: {_why(exc)}") from exc
         except APIError as exc:
@@ -262,6 +264,32 @@ class DockerRuntime:
             (row["Names"][0].lstrip("/"), dict(row.get("Labels") or {}), row["State"] == "running")
             for row in rows
         ]
+
+
+def create_kwargs(
+    spec: ContainerSpec, network_mode: str, volumes: dict[str, dict[str, str]] | None
+) -> dict[str, Any]:
+    """Arguments of ``containers.create`` for a spec: never privileged, resources as asked."""
+    kwargs: dict[str, Any] = {
+        "image": spec.image,
+        "command": spec.command or None,
+        "name": spec.name,
+        "labels": spec.labels,
+        "environment": spec.env,
+        "network_mode": network_mode,
+        "volumes": volumes,
+        "privileged": False,
+    }
+    resources = spec.resources or {}
+    gpus = resources.get("gpus")
+    if gpus == "all" or (isinstance(gpus, int) and gpus > 0):
+        count = -1 if gpus == "all" else int(gpus)
+        kwargs["device_requests"] = [DeviceRequest(count=count, capabilities=[["gpu"]])]
+    if resources.get("cpus"):
+        kwargs["nano_cpus"] = int(float(resources["cpus"]) * 1_000_000_000)
+    if resources.get("memory"):
+        kwargs["mem_limit"] = str(resources["memory"]).lower()
+    return kwargs
 
 
 def _volumes(spec: ContainerSpec) -> dict[str, dict[str, str]] | None:

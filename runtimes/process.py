@@ -24,6 +24,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from runtimes._process_unit import (
@@ -34,7 +36,13 @@ from runtimes._process_unit import (
     start_in_flight,
     write_atomically,
 )
-from runtimes.base import LABEL_JOB_ID, ContainerSpec, InvalidSpecError, StartResult
+from runtimes.base import (
+    LABEL_JOB_ID,
+    ContainerSpec,
+    InvalidSpecError,
+    StartResult,
+    stream_in_thread,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +140,10 @@ class ProcessRuntime:
         """``(name, labels, running)`` of every unit whose labels carry a job id."""
         return await asyncio.to_thread(self._list_units)
 
+    def stream_output(self, name: str) -> AsyncIterator[bytes]:
+        """Follow ``output.log`` from its start until the trainer has exited and it is read."""
+        return stream_in_thread(lambda: self._follow(name))
+
     # Synchronous halves, run in worker threads.
 
     def _unit_dir(self, name: str) -> Path:
@@ -225,6 +237,22 @@ class ProcessRuntime:
             log.write(f"[process runtime] supervisor died; reporting exit {_LOST_EXIT_CODE}\n")
         write_atomically(unit / "exit_code", f"{_LOST_EXIT_CODE}\n")
         return _LOST_EXIT_CODE
+
+    def _follow(self, name: str) -> Iterator[bytes]:
+        path = self._unit_dir(name) / "output.log"
+        with open(path, "rb") as log:
+            while True:
+                chunk = log.read(65_536)
+                if chunk:
+                    yield chunk
+                    continue
+                if self._poll(name) is not None:
+                    # Whatever the trainer wrote before it exited is on disk now.
+                    rest = log.read()
+                    if rest:
+                        yield rest
+                    return
+                time.sleep(_POLL_SECONDS)
 
     def _logs(self, name: str, tail: int | None) -> str:
         unit = self._unit_dir(name)

@@ -6,6 +6,7 @@ Kept free of I/O libraries so the workflow sandbox and SDK clients can import it
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -13,6 +14,7 @@ WORKFLOW_NAME = "TrainingJobWorkflow"
 START_RUN = "start_run"
 RECORD_RUN_STATUS = "record_run_status"
 RUN_TRAINING_CONTAINER = "run_training_container"
+NOTIFY_RUN_STATUS = "notify_run_status"
 
 # ApplicationError types: what failed and whether Temporal may retry it.
 JOB_NOT_FOUND = "JobNotFound"
@@ -46,11 +48,17 @@ class RunPlan(BaseModel):
     command: list[str]
     max_retries: int
     checkpoint_path: str
+    env: dict[str, str] = {}
+    secret_env: list[str] = []
+    resources: dict[str, Any] | None = None
+    timeout_seconds: int | None = None
+    resume_policy: str = "retries"
     trigger: str
     retry_backoff_seconds: float
     retry_backoff_max_seconds: float
     heartbeat_timeout_seconds: float
     infra_max_attempts: int
+    notify_timeout_seconds: float = 30.0
 
 
 class RunAttemptInput(BaseModel):
@@ -60,12 +68,19 @@ class RunAttemptInput(BaseModel):
     image: str
     command: list[str]
     checkpoint_path: str
+    env: dict[str, str] = {}
+    # Names only; values are read from the worker's environment and never enter history.
+    secret_env: list[str] = []
+    resources: dict[str, Any] | None = None
+    timeout_seconds: int | None = None
+    resume_policy: str = "retries"
 
 
 class AttemptOutcome(BaseModel):
     exit_code: int
     log_tail: str
     reattached: bool
+    timed_out: bool = False
 
 
 class RunStatusUpdate(BaseModel):

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         IMAGE_UNAVAILABLE,
         INVALID_SPEC,
         JOB_NOT_FOUND,
+        NOTIFY_RUN_STATUS,
         RECORD_RUN_STATUS,
         RUN_TRAINING_CONTAINER,
         RUNTIME_UNAVAILABLE,
@@ -131,6 +132,11 @@ class TrainingJobWorkflow:
                 image=plan.image,
                 command=plan.command,
                 checkpoint_path=plan.checkpoint_path,
+                env=plan.env,
+                secret_env=plan.secret_env,
+                resources=plan.resources,
+                timeout_seconds=plan.timeout_seconds,
+                resume_policy=plan.resume_policy,
             ),
             result_type=AttemptOutcome,
             start_to_close_timeout=_ATTEMPT_TIMEOUT,
@@ -154,22 +160,36 @@ class TrainingJobWorkflow:
         exit_code: int | None = None,
     ) -> None:
         self._status = status
+        update = RunStatusUpdate(
+            job_id=plan.job_id,
+            run_id=plan.run_id,
+            status=status.value,
+            attempt=self._attempt,
+            # While retrying, the retry about to run already counts.
+            retry_count=self._attempt if status is JobStatus.RETRYING else self._attempt - 1,
+            at=workflow.now(),
+            error_message=error_message,
+            exit_code=exit_code,
+        )
         await workflow.execute_activity(
             RECORD_RUN_STATUS,
-            RunStatusUpdate(
-                job_id=plan.job_id,
-                run_id=plan.run_id,
-                status=status.value,
-                attempt=self._attempt,
-                # While retrying, the retry about to run already counts.
-                retry_count=self._attempt if status is JobStatus.RETRYING else self._attempt - 1,
-                at=workflow.now(),
-                error_message=error_message,
-                exit_code=exit_code,
-            ),
+            update,
             start_to_close_timeout=_STORE_TIMEOUT,
             retry_policy=_STORE_RETRY,
         )
+        await self._notify(plan, update)
+
+    async def _notify(self, plan: RunPlan, update: RunStatusUpdate) -> None:
+        """Tell people; an outage of Slack or mail delays the run by a bounded time at most."""
+        try:
+            await workflow.execute_activity(
+                NOTIFY_RUN_STATUS,
+                update,
+                schedule_to_close_timeout=timedelta(seconds=plan.notify_timeout_seconds),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
+            )
+        except ActivityError as err:
+            workflow.logger.warning("notification of %s not delivered: %s", update.status, err)
 
 
 def _backoff(plan: RunPlan, failed_attempt: int) -> timedelta:
@@ -179,6 +199,9 @@ def _backoff(plan: RunPlan, failed_attempt: int) -> timedelta:
 
 def _describe_exit(outcome: AttemptOutcome, attempt: int, attempts_allowed: int) -> str:
     message = f"Attempt {attempt}/{attempts_allowed} exited with code {outcome.exit_code}"
+    if outcome.timed_out:
+        message = f"Attempt {attempt}/{attempts_allowed} timed out and was stopped"
+        message += f" (exit code {outcome.exit_code})"
     if outcome.log_tail.strip():
         message += f"; last log lines:\n{outcome.log_tail.rstrip()}"
     return message

@@ -24,7 +24,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post("", status_code=status.HTTP_201_CREATED, responses=_ERRORS)
 async def create_job(body: JobCreate, jobs: JobServiceDep) -> JobResponse:
     """Create a job and its Temporal Schedule; a job without ``schedule`` runs once, now."""
-    return JobResponse.model_validate(await jobs.create(body))
+    return await jobs.view(await jobs.create(body))
 
 
 @router.get("", responses=_ERRORS)
@@ -37,7 +37,7 @@ async def list_jobs(
     """Jobs, newest first, optionally only those in one status."""
     rows, total = await jobs.list(status_filter, page, page_size)
     return JobList(
-        jobs=[JobResponse.model_validate(row) for row in rows],
+        jobs=rows,
         total=total,
         page=page,
         page_size=page_size,
@@ -46,13 +46,13 @@ async def list_jobs(
 
 @router.get("/{job_id}", responses=_ERRORS)
 async def get_job(job_id: str, jobs: JobServiceDep) -> JobResponse:
-    return JobResponse.model_validate(await jobs.get(job_id))
+    return await jobs.get(job_id)
 
 
 @router.put("/{job_id}", responses=_ERRORS)
 async def update_job(job_id: str, body: JobUpdate, jobs: JobServiceDep) -> JobResponse:
     """Change the fields sent; ``schedule: null`` makes the job a one-off. 409 while running."""
-    return JobResponse.model_validate(await jobs.update(job_id, body))
+    return await jobs.view(await jobs.update(job_id, body))
 
 
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
@@ -65,4 +65,4 @@ async def delete_job(job_id: str, jobs: JobServiceDep) -> Response:
 @router.post("/{job_id}/retry", responses=_ERRORS)
 async def retry_job(job_id: str, jobs: JobServiceDep) -> JobResponse:
     """Reset the job to ``pending`` and start a new run now. 409 while running."""
-    return JobResponse.model_validate(await jobs.retry(job_id))
+    return await jobs.view(await jobs.retry(job_id))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 14:23:43.444399
+Create Date: 2026-11-29 14:35:51.294603
 """
 
 from collections.abc import Sequence
@@ -33,6 +33,12 @@ def upgrade() -> None:
         sa.Column("max_retries", sa.Integer(), nullable=False),
         sa.Column("retry_count", sa.Integer(), nullable=False),
         sa.Column("checkpoint_path", sa.String(length=1024), nullable=False),
+        sa.Column("env", sa.JSON(), nullable=False),
+        sa.Column("secret_env", sa.JSON(), nullable=False),
+        sa.Column("resources", sa.JSON(), nullable=True),
+        sa.Column("timeout_seconds", sa.Integer(), nullable=True),
+        sa.Column("resume_policy", sa.String(length=16), nullable=False),
+        sa.Column("notifications", sa.JSON(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
@@ -55,6 +61,42 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("job_id"),
     )
     op.create_table(
+        "checkpoints",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("job_id", sa.String(length=32), nullable=False),
+        sa.Column("run_id", sa.String(length=255), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("path", sa.String(length=1024), nullable=False),
+        sa.Column("step", sa.Integer(), nullable=True),
+        sa.Column("size_bytes", sa.Integer(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["job_id"], ["jobs.job_id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("job_id", "path", "sha256", name="uq_checkpoints_job_path_sha"),
+    )
+    with op.batch_alter_table("checkpoints", schema=None) as batch_op:
+        batch_op.create_index("ix_checkpoints_job_id_step", ["job_id", "step"], unique=False)
+
+    op.create_table(
+        "notification_deliveries",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("job_id", sa.String(length=32), nullable=False),
+        sa.Column("run_id", sa.String(length=255), nullable=False),
+        sa.Column("event", sa.String(length=32), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("detail", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["job_id"], ["jobs.job_id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("run_id", "event", "channel", name="uq_deliveries_run_event_channel"),
+    )
+    with op.batch_alter_table("notification_deliveries", schema=None) as batch_op:
+        batch_op.create_index("ix_deliveries_job_id", ["job_id"], unique=False)
+
+    op.create_table(
         "runs",
         sa.Column("run_id", sa.String(length=255), nullable=False),
         sa.Column("execution_id", sa.String(length=64), nullable=False),
@@ -65,6 +107,8 @@ def upgrade() -> None:
         sa.Column("retry_count", sa.Integer(), nullable=False),
         sa.Column("exit_code", sa.Integer(), nullable=True),
         sa.Column("error_message", sa.Text(), nullable=True),
+        sa.Column("progress", sa.JSON(), nullable=True),
+        sa.Column("progress_updated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -74,12 +118,33 @@ def upgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.create_index("ix_runs_job_id_started_at", ["job_id", "started_at"], unique=False)
 
+    op.create_table(
+        "attempts",
+        sa.Column("run_id", sa.String(length=255), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("job_id", sa.String(length=32), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("exit_code", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.run_id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("run_id", "attempt"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("attempts")
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_index("ix_runs_job_id_started_at")
 
     op.drop_table("runs")
+    with op.batch_alter_table("notification_deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_deliveries_job_id")
+
+    op.drop_table("notification_deliveries")
+    with op.batch_alter_table("checkpoints", schema=None) as batch_op:
+        batch_op.drop_index("ix_checkpoints_job_id_step")
+
+    op.drop_table("checkpoints")
     op.drop_table("schedule_syncs")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index("ix_jobs_status_created_at")

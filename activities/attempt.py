@@ -1,0 +1,124 @@
+"""Following one attempt's output: the log file, progress reports and checkpoints.
+
+The runtime replays a unit's output from its start, so a reattached activity rebuilds the
+same log file and sees the same announcements again; recording them is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from jobs import checkpoints, store
+from jobs.models import utcnow
+from runtimes.base import ContainerRuntime
+from runtimes.protocol import ProgressReport, parse_checkpoint, parse_progress
+
+logger = logging.getLogger(__name__)
+
+_PROGRESS_WRITE_INTERVAL = 1.0
+
+
+class AttemptWatcher:
+    """Consumes a unit's output stream and records what the trainer reports."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        job_id: str,
+        run_id: str,
+        attempt: int,
+        log_path: Path,
+        checkpoint_dir: Path,
+    ) -> None:
+        self._sessions = sessions
+        self._job_id = job_id
+        self._run_id = run_id
+        self._attempt = attempt
+        self._log_path = log_path
+        self._checkpoint_dir = checkpoint_dir
+        self.progress: ProgressReport | None = None
+        self._progress_written: ProgressReport | None = None
+        self._last_write = 0.0
+
+    async def follow(self, runtime: ContainerRuntime, name: str) -> None:
+        """Read the unit's output until it ends, recording as it goes."""
+        handle = await asyncio.to_thread(_open_truncated, self._log_path)
+        pending = b""
+        try:
+            async for chunk in runtime.stream_output(name):
+                await asyncio.to_thread(_append, handle, chunk)
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    await self._handle(line.decode("utf-8", errors="replace"))
+            if pending:
+                await self._handle(pending.decode("utf-8", errors="replace"))
+        finally:
+            await asyncio.to_thread(handle.close)
+            await self.flush_progress()
+
+    async def _handle(self, line: str) -> None:
+        if report := parse_progress(line):
+            self.progress = report
+            loop = asyncio.get_running_loop()
+            if loop.time() - self._last_write >= _PROGRESS_WRITE_INTERVAL:
+                await self.flush_progress()
+        elif announced := parse_checkpoint(line):
+            path = checkpoints.resolve_inside(self._checkpoint_dir, announced.path)
+            if path is None:
+                logger.warning("ignoring checkpoint outside or missing: %s", announced.path)
+                return
+            await self._record(path, announced.step)
+
+    async def flush_progress(self) -> None:
+        """Write the latest progress to SQL if it changed since the last write."""
+        if self.progress is None or self.progress == self._progress_written:
+            return
+        self._last_write = asyncio.get_running_loop().time()
+        self._progress_written = self.progress
+        async with self._sessions() as session:
+            await store.record_progress(session, self._run_id, self.progress.as_dict(), utcnow())
+
+    async def scan_checkpoints(self) -> None:
+        """Record checkpoint files the trainer wrote without announcing them."""
+        for path in await asyncio.to_thread(checkpoints.scan, self._checkpoint_dir):
+            await self._record(path, checkpoints.step_from_name(path.name))
+
+    async def _record(self, path: Path, step: int | None) -> None:
+        try:
+            size, sha256 = await asyncio.to_thread(checkpoints.fingerprint, path)
+        except OSError as err:  # deleted or unreadable meanwhile: nothing to resume from
+            logger.warning("cannot read checkpoint %s: %s", path, err)
+            return
+        relative = str(path.relative_to(self._checkpoint_dir.resolve()))
+        async with self._sessions() as session:
+            await checkpoints.record_checkpoint(
+                session,
+                job_id=self._job_id,
+                run_id=self._run_id,
+                attempt=self._attempt,
+                path=relative,
+                step=step,
+                size_bytes=size,
+                sha256=sha256,
+                at=utcnow(),
+            )
+
+    def heartbeat_details(self) -> dict[str, Any]:
+        return {"progress": self.progress.as_dict() if self.progress else None}
+
+
+def _open_truncated(path: Path) -> BinaryIO:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "wb")  # noqa: SIM115 - closed by the caller's finally
+
+
+def _append(handle: BinaryIO, chunk: bytes) -> None:
+    handle.write(chunk)
+    handle.flush()

@@ -1,0 +1,162 @@
+"""The activity that tells people about a run's status changes (Slack, email).
+
+The workflow bounds this activity's total time (``NOTIFY_TIMEOUT_SECONDS``) and ignores its
+failure, so an outage of Slack or mail never changes a run's outcome. Within that bound a
+failed channel is retried by Temporal; channels already recorded as sent are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from jobs.config import Settings
+from jobs.fields import NotificationSettings
+from jobs.models import Job, Run
+from notifications import DeliveryFailed, redact
+from notifications.email import EmailChannel
+from notifications.messages import RunFacts, build_facts
+from notifications.slack import SlackChannel
+from notifications.store import DeliveryStatus, already_sent, record_delivery
+from workflows.models import NOTIFY_RUN_STATUS, RunStatusUpdate
+
+NOTIFICATION_FAILED = "NotificationFailed"
+# Part of the remaining time a single send may use, so its failure is still recorded in time.
+_SHARE_OF_TIME_LEFT = 0.8
+_MIN_SEND_SECONDS = 0.5
+
+Send = Callable[[RunFacts, float], Awaitable[str | None]]
+
+
+class NotifyActivities:
+    """Holds the worker's session factory and notification settings."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._slack = SlackChannel.configured(settings)
+        self._email = EmailChannel.configured(settings)
+
+    @activity.defn(name=NOTIFY_RUN_STATUS)
+    async def notify_run_status(self, update: RunStatusUpdate) -> None:
+        """Send the transition to every configured channel that wants it, once per channel.
+
+        Raises:
+            ApplicationError: Some channel failed; Temporal retries the activity, which then
+                sends only to the channels not yet recorded as sent.
+        """
+        async with self._sessions() as session:
+            job = await session.get(Job, update.job_id)
+            run = await session.get(Run, update.run_id)
+        if job is None or run is None:
+            activity.logger.info("run %s is gone; no notification", update.run_id)
+            return
+        prefs = _job_preferences(job)
+        events = prefs.events if prefs.events is not None else self._settings.notify_on
+        if update.status not in events:
+            return
+        sends = self._sends(prefs)
+        if not sends:
+            return
+        facts = build_facts(update, job, run, self._settings)
+        budget = self._send_budget()
+        outcomes = await asyncio.gather(
+            *(self._deliver(job.job_id, facts, channel, send, budget) for channel, send in sends)
+        )
+        failed = [channel for channel, ok in zip(sends, outcomes, strict=True) if not ok]
+        if failed:
+            names = ", ".join(name for name, _ in failed)
+            raise ApplicationError(
+                f"{facts.event} of run {facts.run_id} not delivered to {names}",
+                type=NOTIFICATION_FAILED,
+            )
+
+    def _sends(self, prefs: NotificationSettings) -> list[tuple[str, Send]]:
+        """The channels that apply, each with its target resolved for this job."""
+        sends: list[tuple[str, Send]] = []
+        slack, email = self._slack, self._email
+        if slack is not None:
+            target = slack.target(prefs.slack_channel)
+
+            async def to_slack(facts: RunFacts, timeout: float) -> str | None:
+                await slack.send(facts, target, timeout)
+                return None
+
+            sends.append((slack.name, to_slack))
+        if email is not None:
+            recipients = email.recipients(prefs.email_to)
+            if recipients:
+
+                async def to_email(facts: RunFacts, timeout: float) -> str | None:
+                    return await email.send(facts, recipients, timeout)
+
+                sends.append((email.name, to_email))
+        return sends
+
+    async def _deliver(
+        self, job_id: str, facts: RunFacts, channel: str, send: Send, budget: float
+    ) -> bool:
+        """Send on one channel unless already sent; record the outcome. True when sent."""
+        async with self._sessions() as session:
+            if await already_sent(session, facts.run_id, facts.event, channel):
+                return True
+        try:
+            # The clients have socket timeouts too; this bounds the whole exchange.
+            note = await asyncio.wait_for(send(facts, budget), timeout=budget)
+        except DeliveryFailed as err:
+            detail: str | None = redact(err.reason, self._settings)
+        except TimeoutError:
+            detail = f"timed out after {budget:.1f} s without an answer"
+        else:
+            await self._record(job_id, facts, channel, "sent", note)
+            activity.logger.info("%s of run %s sent to %s", facts.event, facts.run_id, channel)
+            return True
+        await self._record(job_id, facts, channel, "failed", detail)
+        activity.logger.warning(
+            "%s of run %s not sent to %s: %s", facts.event, facts.run_id, channel, detail
+        )
+        return False
+
+    async def _record(
+        self,
+        job_id: str,
+        facts: RunFacts,
+        channel: str,
+        status: DeliveryStatus,
+        detail: str | None,
+    ) -> None:
+        async with self._sessions() as session:
+            await record_delivery(
+                session,
+                job_id=job_id,
+                run_id=facts.run_id,
+                event=facts.event,
+                channel=channel,
+                status=status,
+                detail=detail,
+            )
+
+    def _send_budget(self) -> float:
+        """Seconds one send may take: NOTIFY_TIMEOUT_SECONDS, less near the total bound."""
+        budget = self._settings.notify_timeout_seconds
+        info = activity.info()
+        if info.schedule_to_close_timeout:
+            deadline = info.scheduled_time + info.schedule_to_close_timeout
+            left = (deadline - datetime.now(UTC)).total_seconds()
+            budget = min(budget, left * _SHARE_OF_TIME_LEFT)
+        return max(budget, _MIN_SEND_SECONDS)
+
+
+def _job_preferences(job: Job) -> NotificationSettings:
+    """The job's routing; a stored value that no longer validates falls back to the defaults."""
+    try:
+        return NotificationSettings.model_validate(job.notifications or {})
+    except ValidationError:
+        activity.logger.warning("job %s has unreadable notification settings", job.job_id)
+        return NotificationSettings()

@@ -1,0 +1,56 @@
+"""Operating a job's current run: ``cancel``, ``logs`` and ``checkpoints``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse, StreamingResponse
+
+from api.deps import RunServiceDep
+from jobs.schemas import CheckpointList, ErrorBody, JobResponse
+
+router = APIRouter(prefix="/jobs/{job_id}", tags=["runs"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody},
+    401: {"model": ErrorBody},
+    404: {"model": ErrorBody},
+    409: {"model": ErrorBody},
+    503: {"model": ErrorBody},
+}
+
+
+@router.post("/cancel", responses=_ERRORS)
+async def cancel_job(job_id: str, runs: RunServiceDep) -> JobResponse:
+    """Stop the running run gracefully (SIGTERM, grace period, SIGKILL); status ``cancelled``.
+
+    A scheduled job keeps its schedule. 409 when nothing is running.
+    """
+    return await runs.cancel(job_id)
+
+
+@router.get(
+    "/logs",
+    response_class=PlainTextResponse,
+    response_model=None,
+    responses={**_ERRORS, 200: {"content": {"text/plain": {}}}},
+)
+async def job_logs(
+    job_id: str,
+    runs: RunServiceDep,
+    tail: Annotated[int | None, Query(ge=0, le=100_000)] = None,
+    follow: bool = False,
+) -> PlainTextResponse | StreamingResponse:
+    """The latest run's output (every attempt, failed ones included); ``follow`` streams it."""
+    if follow:
+        # Resolve the job first, so an unknown job is a 404 rather than an empty stream.
+        await runs.log_text(job_id, 0)
+        return StreamingResponse(runs.follow_logs(job_id, tail), media_type="text/plain")
+    return PlainTextResponse(await runs.log_text(job_id, tail))
+
+
+@router.get("/checkpoints", responses=_ERRORS)
+async def job_checkpoints(job_id: str, runs: RunServiceDep) -> CheckpointList:
+    """Every recorded checkpoint of the job, newest first, and the one a resume would use."""
+    return await runs.checkpoints(job_id)

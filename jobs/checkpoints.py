@@ -1,0 +1,121 @@
+"""Checkpoint files: fingerprinting them on disk and keeping their records in SQL.
+
+A checkpoint is a top-level entry (file or directory) of the job's checkpoint directory,
+announced by the trainer or found by a scan. Latest = highest step, then newest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jobs.models import Checkpoint
+
+_STEP_IN_NAME = re.compile(r"(\d+)(?!.*\d)")
+# Files a trainer is still writing, by the usual conventions.
+_UNFINISHED_SUFFIXES = (".tmp", ".partial", ".part", ".lock")
+
+
+def fingerprint(path: Path) -> tuple[int, str]:
+    """Size in bytes and sha256 of a file, or of a directory's files (names included)."""
+    digest = hashlib.sha256()
+    size = 0
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+                size += len(block)
+    return size, digest.hexdigest()
+
+
+def resolve_inside(host_dir: Path, relative: str) -> Path | None:
+    """The announced path under ``host_dir``, or None if it leaves it or does not exist."""
+    candidate = (host_dir / relative.lstrip("/")).resolve()
+    if not candidate.is_relative_to(host_dir.resolve()) or candidate == host_dir.resolve():
+        return None
+    return candidate if candidate.exists() else None
+
+
+def scan(host_dir: Path) -> list[Path]:
+    """Finished-looking top-level entries of a checkpoint directory."""
+    if not host_dir.is_dir():
+        return []
+    return sorted(
+        entry
+        for entry in host_dir.iterdir()
+        if not entry.name.startswith(".") and not entry.name.endswith(_UNFINISHED_SUFFIXES)
+    )
+
+
+def step_from_name(name: str) -> int | None:
+    match = _STEP_IN_NAME.search(name)
+    return int(match.group(1)) if match else None
+
+
+async def record_checkpoint(
+    session: AsyncSession,
+    *,
+    job_id: str,
+    run_id: str,
+    attempt: int,
+    path: str,
+    step: int | None,
+    size_bytes: int,
+    sha256: str,
+    at: datetime,
+) -> bool:
+    """Record a checkpoint once (by job, path and content); True if it is new."""
+    existing = await session.scalar(
+        select(Checkpoint.id).where(
+            Checkpoint.job_id == job_id, Checkpoint.path == path, Checkpoint.sha256 == sha256
+        )
+    )
+    if existing is not None:
+        return False
+    session.add(
+        Checkpoint(
+            job_id=job_id,
+            run_id=run_id,
+            attempt=attempt,
+            path=path,
+            step=step,
+            size_bytes=size_bytes,
+            sha256=sha256,
+            created_at=at,
+        )
+    )
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        return False
+    return True
+
+
+async def latest_checkpoint(
+    session: AsyncSession, job_id: str, run_id: str | None = None
+) -> Checkpoint | None:
+    """The job's (or one run's) latest checkpoint: highest step, then newest."""
+    query = select(Checkpoint).where(Checkpoint.job_id == job_id)
+    if run_id is not None:
+        query = query.where(Checkpoint.run_id == run_id)
+    query = query.order_by(
+        Checkpoint.step.is_(None), Checkpoint.step.desc(), Checkpoint.created_at.desc()
+    )
+    return await session.scalar(query.limit(1))
+
+
+async def list_checkpoints(session: AsyncSession, job_id: str) -> Sequence[Checkpoint]:
+    query = select(Checkpoint).where(Checkpoint.job_id == job_id)
+    rows = await session.scalars(query.order_by(Checkpoint.created_at.desc(), Checkpoint.id.desc()))
+    return rows.all()

@@ -1,0 +1,49 @@
+"""How jobs, runs and checkpoints look in API responses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jobs.models import Job, Run
+from jobs.schemas import JobResponse, Progress
+
+
+def progress_of(run: Run | None) -> Progress | None:
+    """The run's last PROGRESS report, with the percentage done when the total is known."""
+    if run is None or not run.progress:
+        return None
+    report = run.progress
+    step, total = report.get("step"), report.get("total")
+    percent = round(100.0 * step / total, 2) if step is not None and total else None
+    return Progress(
+        step=step,
+        total=total,
+        percent=percent,
+        epoch=report.get("epoch"),
+        metrics=report.get("metrics") or {},
+        updated_at=run.progress_updated_at,
+    )
+
+
+def job_response(job: Job, run: Run | None) -> JobResponse:
+    response = JobResponse.model_validate(job)
+    response.progress = progress_of(run)
+    return response
+
+
+async def job_view(session: AsyncSession, job: Job) -> JobResponse:
+    run = await session.get(Run, job.latest_run_id) if job.latest_run_id else None
+    return job_response(job, run)
+
+
+async def job_views(session: AsyncSession, jobs: Sequence[Job]) -> list[JobResponse]:
+    """Responses for a page of jobs, their latest runs fetched in one query."""
+    run_ids = [job.latest_run_id for job in jobs if job.latest_run_id]
+    runs: dict[str, Run] = {}
+    if run_ids:
+        rows = await session.scalars(select(Run).where(Run.run_id.in_(run_ids)))
+        runs = {run.run_id: run for run in rows}
+    return [job_response(job, runs.get(job.latest_run_id or "")) for job in jobs]

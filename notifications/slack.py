@@ -1,0 +1,144 @@
+"""Slack delivery with slack-sdk: an incoming webhook, or the Web API with a bot token.
+
+The SDK clients are synchronous (the async ones need aiohttp), so each post runs in a thread
+with a socket timeout inside the activity's time bound. The SDK's own retries are off: the
+activity's retry policy is the only one, so a retry never repeats a channel already sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from slack_sdk import WebClient, WebhookClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from jobs.config import Settings
+from notifications import DeliveryFailed
+from notifications.messages import STATUS_EMOJI, RunFacts
+
+# The SDK logs request URLs (a webhook URL is a secret) at DEBUG on its own loggers whenever
+# their level is unset; this logger always has a level, so those lines are never built.
+_sdk_logger = logging.getLogger(__name__ + ".sdk")
+_sdk_logger.setLevel(logging.WARNING)
+
+_SECTION_LIMIT = 2900  # Slack refuses section text over 3000 characters.
+
+
+class SlackChannel:
+    """Posts run transitions to Slack, by webhook or by bot token, as configured."""
+
+    name = "slack"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    @classmethod
+    def configured(cls, settings: Settings) -> SlackChannel | None:
+        """The channel when Slack is configured, else None."""
+        if settings.slack_webhook_url or settings.slack_bot_token:
+            return cls(settings)
+        return None
+
+    def target(self, job_channel: str | None) -> str | None:
+        """The Slack channel to post to; None for a webhook, which has its own."""
+        if self._settings.slack_bot_token is None:
+            return None
+        return job_channel or self._settings.slack_channel
+
+    async def send(self, facts: RunFacts, target: str | None, timeout: float) -> None:
+        """Post one message; raises DeliveryFailed with a reason safe to show."""
+        text = escape(facts.plain_text())
+        blocks = build_blocks(facts)
+        await asyncio.to_thread(self._post, text, blocks, target, timeout)
+
+    def _post(
+        self, text: str, blocks: list[dict[str, Any]], target: str | None, timeout: float
+    ) -> None:
+        seconds = max(1, int(timeout))
+        settings = self._settings
+        if settings.slack_bot_token is not None:
+            _post_with_bot(settings, text, blocks, target or "", seconds)
+        elif settings.slack_webhook_url is not None:
+            _post_to_webhook(settings.slack_webhook_url.get_secret_value(), text, blocks, seconds)
+
+
+def _post_to_webhook(url: str, text: str, blocks: list[dict[str, Any]], seconds: int) -> None:
+    client = WebhookClient(url, timeout=seconds, logger=_sdk_logger, retry_handlers=[])
+    try:
+        response = client.send(text=text, blocks=blocks, unfurl_links=False)
+    except (OSError, SlackClientError) as err:
+        raise DeliveryFailed(f"Slack webhook: {describe_exception(err, seconds)}") from err
+    # The webhook client returns error answers instead of raising.
+    if response.status_code != 200:
+        raise DeliveryFailed(
+            f"Slack webhook answered HTTP {response.status_code}: {response.body[:200]}"
+        )
+
+
+def _post_with_bot(
+    settings: Settings, text: str, blocks: list[dict[str, Any]], channel: str, seconds: int
+) -> None:
+    assert settings.slack_bot_token is not None
+    base_url = settings.slack_api_url.rstrip("/") + "/"
+    client = WebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=base_url,
+        timeout=seconds,
+        logger=_sdk_logger,
+        retry_handlers=[],
+    )
+    try:
+        client.chat_postMessage(channel=channel, text=text, blocks=blocks, unfurl_links=False)
+    except SlackApiError as err:
+        data = err.response.data
+        code = data.get("error") if isinstance(data, dict) else None
+        raise DeliveryFailed(
+            f"Slack chat.postMessage answered HTTP {err.response.status_code}"
+            f" ({code or 'no error code'}) for channel {channel}"
+        ) from err
+    except (OSError, SlackClientError) as err:
+        raise DeliveryFailed(f"Slack API: {describe_exception(err, seconds)}") from err
+
+
+def describe_exception(err: BaseException, seconds: int) -> str:
+    """A short reason for a transport error (a timeout, a refused connection)."""
+    # urllib's URLError wraps the socket error in ``reason``.
+    reason = getattr(err, "reason", None)
+    if isinstance(err, TimeoutError) or isinstance(reason, TimeoutError):
+        return f"timed out after {seconds} s without an answer"
+    return f"not reached ({type(err).__name__}: {reason or err})"
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn treats &, < and > as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _clip(text: str, limit: int = _SECTION_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def build_blocks(facts: RunFacts) -> list[dict[str, Any]]:
+    """Block Kit layout: header, the facts as fields, error, log lines, link to the run."""
+    emoji = STATUS_EMOJI.get(facts.status, "")
+    header = _clip(f"{emoji} {facts.title}".strip(), 150)
+    fields = [
+        {"type": "mrkdwn", "text": _clip(f"*{label}*\n{escape(value)}", 1900)}
+        for label, value in facts.fields()
+    ]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
+        {"type": "section", "fields": fields[:10]},
+    ]
+    if facts.error:
+        text = _clip(f"*Error*\n{escape(facts.error)}")
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    if facts.log_lines:
+        logs = escape(facts.log_lines)[-(_SECTION_LIMIT - 40) :]
+        text = f"*Last log lines*\n```{logs}```"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    link = f"<{facts.run_url}|Open run {escape(facts.run_id)} in the Temporal UI>"
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": link}]})
+    return blocks

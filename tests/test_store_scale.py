@@ -1,0 +1,232 @@
+"""At 100,000 jobs, listing, filtering and counting read indexes, not the whole table.
+
+Nothing is timed: the test captures the exact SQL that `jobs.store` sends to SQLite and checks
+SQLite's `EXPLAIN QUERY PLAN` of it, and checks the answers are right. A full scan of `jobs`,
+a sort of every matching row, or an index that does not lead with the filtered/ordered
+columns fails the test. (benchmarks/store_scale.py measures the times.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, insert, inspect
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jobs import store
+from jobs.db import create_engine, create_sessionmaker
+from jobs.migrate import upgrade
+from jobs.models import Job
+from jobs.status import JobStatus
+
+JOBS = 100_000
+BATCH = 10_000
+PAGE_SIZE = 50
+BASE = datetime(2025, 1, 1, tzinfo=UTC)
+# One cycle of statuses; every status gets a different share of the jobs.
+STATUS_CYCLE = (
+    [JobStatus.COMPLETED] * 8
+    + [JobStatus.FAILED] * 5
+    + [JobStatus.PENDING] * 3
+    + [JobStatus.RUNNING] * 2
+    + [JobStatus.RETRYING, JobStatus.CANCELLED]
+)
+EXPECTED_COUNTS = {
+    status: JOBS // len(STATUS_CYCLE) * STATUS_CYCLE.count(status) for status in JobStatus
+}
+INDEX_IN_PLAN = re.compile(r"USING (?:COVERING )?INDEX (\w+)")
+
+
+def job_id(number: int) -> str:
+    return f"train-{number:08x}"
+
+
+def job_row(number: int) -> dict[str, Any]:
+    # Two jobs per second: every created_at is shared by a pair, so job_id breaks the tie.
+    created_at = BASE + timedelta(seconds=number // 2)
+    return {
+        "job_id": job_id(number),
+        "name": f"job-{number:06d}",
+        "image": "trainer:latest",
+        "command": ["python", "train.py"],
+        "schedule": None,
+        "max_retries": 3,
+        "retry_count": 0,
+        "checkpoint_path": f"/checkpoints/{number}",
+        "status": STATUS_CYCLE[number % len(STATUS_CYCLE)].value,
+        "created_at": created_at,
+        "updated_at": created_at,
+    }
+
+
+def newest_first(status: JobStatus | None) -> Iterator[str]:
+    """Job ids in the order list_jobs must return them (for a pair, the larger id first)."""
+    for number in range(JOBS - 1, -1, -1):
+        if status is None or STATUS_CYCLE[number % len(STATUS_CYCLE)] is status:
+            yield job_id(number)
+
+
+def expected_page(status: JobStatus | None, page: int) -> list[str]:
+    start = (page - 1) * PAGE_SIZE
+    ids = newest_first(status)
+    for _ in range(start):
+        next(ids)
+    return [next(ids) for _ in range(PAGE_SIZE)]
+
+
+@pytest.fixture(scope="module")
+async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[AsyncEngine]:
+    path: Path = tmp_path_factory.mktemp("scale") / "store.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(url)
+    async with create_sessionmaker(engine)() as session:
+        for start in range(0, JOBS, BATCH):
+            rows = [job_row(number) for number in range(start, start + BATCH)]
+            await session.execute(insert(Job), rows)
+        await session.commit()
+    yield engine
+    await engine.dispose()
+
+
+@dataclass
+class Statement:
+    sql: str
+    parameters: Any
+
+
+@contextlib.contextmanager
+def captured(engine: AsyncEngine) -> Iterator[list[Statement]]:
+    """Every statement sent to the driver meanwhile, exactly as sent (SQL and parameters)."""
+    statements: list[Statement] = []
+
+    def listener(
+        _conn: Any, _cursor: Any, sql: str, parameters: Any, _context: Any, _many: bool
+    ) -> None:
+        statements.append(Statement(sql, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", listener)
+    try:
+        yield statements
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", listener)
+
+
+def index_columns(connection: Connection) -> dict[str, list[str]]:
+    return {
+        str(index["name"]): [str(column) for column in index["column_names"]]
+        for index in inspect(connection).get_indexes("jobs")
+    }
+
+
+async def query_plan(engine: AsyncEngine, statement: Statement) -> tuple[list[str], dict[str, Any]]:
+    """SQLite's plan (the detail lines) and the columns of each index of jobs."""
+    async with engine.connect() as connection:
+        result = await connection.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {statement.sql}", statement.parameters
+        )
+        plan = [str(line.detail) for line in result.all()]
+        indexes = await connection.run_sync(index_columns)
+    return plan, indexes
+
+
+async def assert_plan(
+    engine: AsyncEngine,
+    statement: Statement,
+    *,
+    access: str,
+    leading: tuple[str, ...],
+    covering: bool = False,
+) -> None:
+    """The statement reads jobs through one index whose columns start with ``leading``.
+
+    ``access`` is SEARCH (an equality on the index prefix) or SCAN (walk the index in order,
+    which with LIMIT stops after the page). No step may sort or group every row.
+    """
+    plan, indexes = await query_plan(engine, statement)
+    context = f"\nSQL: {statement.sql}\nparameters: {statement.parameters}\nplan: {plan}"
+    steps = [line for line in plan if re.match(r"(SCAN|SEARCH) jobs\b", line)]
+    assert len(steps) == 1, f"expected one access to jobs{context}"
+    step = steps[0]
+    match = INDEX_IN_PLAN.search(step)
+    assert match is not None, f"jobs is read without an index (full table scan){context}"
+    assert step.startswith(f"{access} jobs"), f"expected {access} of jobs{context}"
+    if covering:
+        assert "USING COVERING INDEX" in step, f"expected an index-only read{context}"
+    index = match.group(1)
+    assert tuple(indexes.get(index, []))[: len(leading)] == leading, (
+        f"index {index} has columns {indexes.get(index)}, expected it to start with {leading}"
+        f"{context}"
+    )
+    for line in plan:
+        assert line not in ("USE TEMP B-TREE FOR ORDER BY", "USE TEMP B-TREE FOR GROUP BY"), (
+            f"every row is sorted{context}"
+        )
+
+
+async def test_unfiltered_listing_reads_the_created_at_index(engine: AsyncEngine) -> None:
+    sessions = create_sessionmaker(engine)
+    async with sessions() as session:
+        with captured(engine) as statements:
+            rows, total = await store.list_jobs(session, None, 1, PAGE_SIZE)
+        deep_rows, deep_total = await store.list_jobs(session, None, 500, PAGE_SIZE)
+        last_rows, _ = await store.list_jobs(session, None, JOBS // PAGE_SIZE, PAGE_SIZE)
+
+    assert total == deep_total == JOBS
+    assert [job.job_id for job in rows] == expected_page(None, 1)
+    assert [job.job_id for job in deep_rows] == expected_page(None, 500)
+    assert [job.job_id for job in last_rows] == [job_id(n) for n in range(PAGE_SIZE - 1, -1, -1)]
+
+    page, count = statements
+    assert "ORDER BY jobs.created_at DESC, jobs.job_id DESC" in page.sql, page.sql
+    assert "LIMIT" in page.sql and "WHERE" not in page.sql, page.sql
+    await assert_plan(engine, page, access="SCAN", leading=("created_at",))
+    assert "count(*)" in count.sql and "WHERE" not in count.sql, count.sql
+    # Counting all rows reads every entry of some index, but only an index (no table rows).
+    await assert_plan(engine, count, access="SCAN", leading=(), covering=True)
+
+
+async def test_filtered_listing_and_count_search_the_status_index(engine: AsyncEngine) -> None:
+    sessions = create_sessionmaker(engine)
+    async with sessions() as session:
+        with captured(engine) as statements:
+            rows, total = await store.list_jobs(session, JobStatus.FAILED, 1, PAGE_SIZE)
+        deep_rows, _ = await store.list_jobs(session, JobStatus.FAILED, 200, PAGE_SIZE)
+        for status in JobStatus:
+            _, status_total = await store.list_jobs(session, status, 1, PAGE_SIZE)
+            assert status_total == EXPECTED_COUNTS[status], status
+
+    assert total == EXPECTED_COUNTS[JobStatus.FAILED] == 25_000
+    assert [job.job_id for job in rows] == expected_page(JobStatus.FAILED, 1)
+    assert {job.status for job in rows} == {"failed"}
+    assert [job.job_id for job in deep_rows] == expected_page(JobStatus.FAILED, 200)
+
+    page, count = statements
+    assert "WHERE jobs.status = ?" in page.sql and "LIMIT" in page.sql, page.sql
+    assert page.parameters[0] == "failed"
+    await assert_plan(engine, page, access="SEARCH", leading=("status", "created_at"))
+    assert "count(*)" in count.sql and "WHERE jobs.status = ?" in count.sql, count.sql
+    await assert_plan(engine, count, access="SEARCH", leading=("status",), covering=True)
+
+
+async def test_count_by_status_reads_the_status_index_only(engine: AsyncEngine) -> None:
+    sessions = create_sessionmaker(engine)
+    async with sessions() as session:
+        with captured(engine) as statements:
+            counts = await store.count_by_status(session)
+
+    assert counts == EXPECTED_COUNTS
+    assert sum(counts.values()) == JOBS
+
+    (group_by,) = statements
+    assert "GROUP BY jobs.status" in group_by.sql, group_by.sql
+    await assert_plan(engine, group_by, access="SCAN", leading=("status",), covering=True)
