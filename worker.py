@@ -22,6 +22,7 @@ from activities.runtime import TrainingActivities
 from activities.store import RunStoreActivities
 from jobs.config import Settings
 from jobs.db import create_engine, create_sessionmaker
+from jobs.reconciler import RunReconciler
 from runtimes.base import ContainerRuntime
 from workflows.training import TrainingJobWorkflow
 
@@ -85,7 +86,11 @@ async def main() -> None:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     client = await connect(settings)
-    async with build_worker(settings, client) as worker:
+    runtime = build_runtime(settings)
+    engine = create_engine(settings.sqlalchemy_url)
+    reconciler = RunReconciler(create_sessionmaker(engine), client, runtime, settings)
+    async with build_worker(settings, client, runtime) as worker:
+        reconciling = asyncio.create_task(reconciler.run_forever())
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -102,7 +107,9 @@ async def main() -> None:
         if not run.done():
             logger.info("shutting down the worker")
             await worker.shutdown()
+        reconciling.cancel()
         await run
+    await engine.dispose()
 
 
 if __name__ == "__main__":

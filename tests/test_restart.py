@@ -9,23 +9,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-import docker
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from jobs.config import Settings
 from jobs.schedules import SEARCH_ATTRIBUTES
-from runtimes.base import LABEL_JOB_ID
+from runtimes.base import LABEL_JOB_ID, ContainerRuntime
+from runtimes.docker import DockerRuntime
+from runtimes.process import ProcessRuntime
 from tests.conftest import TEMPORAL_CLI, api_client, make_settings, unique_name, wait_for_status
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK_QUEUE = "tests-restart"
 
 
-def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, runtime: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        "RUNTIME": runtime,
         "DATA_DIR": str(settings.data_dir),
         "TEMPORAL_ADDRESS": settings.temporal_address,
         "TASK_QUEUE": TASK_QUEUE,
@@ -38,26 +40,40 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env)
 
 
-async def count_containers(job_id: str, peak: list[int], stop: asyncio.Event) -> None:
-    """Sample how many containers of the job run at once, until told to stop."""
-    client = docker.from_env()
-    try:
-        while not stop.is_set():
-            running = await asyncio.to_thread(
-                client.containers.list, filters={"label": f"{LABEL_JOB_ID}={job_id}"}
-            )
-            peak[0] = max(peak[0], len(running))
-            await asyncio.sleep(0.2)
-    finally:
-        client.close()
+async def count_units(
+    runtime: str, settings: Settings, job_id: str, peak: list[int], stop: asyncio.Event
+) -> None:
+    """Sample how many containers (or processes) of the job run at once, until told to stop."""
+    units: ContainerRuntime = (
+        ProcessRuntime(settings.data_dir / "process-runtime")
+        if runtime == "process"
+        else DockerRuntime()
+    )
+    while not stop.is_set():
+        running = [
+            name
+            for name, labels, alive in await units.list_units()
+            if alive and labels.get(LABEL_JOB_ID) == job_id
+        ]
+        peak[0] = max(peak[0], len(running))
+        await asyncio.sleep(0.2)
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+@pytest.mark.parametrize(
+    ("runtime", "how"),
+    [
+        ("docker", signal.SIGKILL),
+        ("docker", signal.SIGTERM),
+        ("process", signal.SIGKILL),
+    ],
+    ids=["docker-sigkill", "docker-sigterm", "process-sigkill"],
+)
 async def test_run_survives_its_worker_dying(
-    settings: Settings, busybox_image: str, how: signal.Signals
+    settings: Settings, busybox_image: str, runtime: str, how: signal.Signals
 ) -> None:
     restart_settings = settings.model_copy(update={"task_queue": TASK_QUEUE})
-    worker = start_worker(restart_settings)
+    worker = start_worker(restart_settings, runtime)
+    shell = ["/usr/bin/busybox", "sh"] if runtime == "process" else ["sh"]
     replacement: subprocess.Popen[bytes] | None = None
     peak, stop = [0], asyncio.Event()
     try:
@@ -67,19 +83,21 @@ async def test_run_survives_its_worker_dying(
                 json={
                     "name": unique_name("restart"),
                     "image": busybox_image,
-                    "command": ["sh", "-c", "echo started; sleep 6; echo finished"],
+                    "command": [*shell, "-c", "echo started; sleep 6; echo finished"],
                     "max_retries": 0,
                 },
             )
             assert created.status_code == 201
             job_id = created.json()["job_id"]
-            sampler = asyncio.create_task(count_containers(job_id, peak, stop))
+            sampler = asyncio.create_task(
+                count_units(runtime, restart_settings, job_id, peak, stop)
+            )
             await wait_for_status(api, job_id, {"running"})
             await asyncio.sleep(1.5)  # the container is up and heartbeating
 
             worker.send_signal(how)
             await asyncio.to_thread(worker.wait, 20)
-            replacement = start_worker(restart_settings)
+            replacement = start_worker(restart_settings, runtime)
 
             done = await wait_for_status(api, job_id, {"completed", "failed"}, timeout=90)
             stop.set()
@@ -92,7 +110,7 @@ async def test_run_survives_its_worker_dying(
 
     assert done["status"] == "completed", done
     assert done["retry_count"] == 0, "a worker restart must not consume a training retry"
-    assert peak[0] == 1, f"{peak[0]} containers of one run ran at once"
+    assert peak[0] == 1, f"{peak[0]} units of one run ran at once"
     logs = list((settings.log_dir / job_id).glob("*/attempt-*.log"))
     assert [p.name for p in logs] == ["attempt-1.log"]
     output = logs[0].read_text()

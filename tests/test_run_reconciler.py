@@ -1,0 +1,65 @@
+"""A run terminated in Temporal is finished in SQL and its container removed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import docker
+import httpx
+from temporalio.client import Client
+
+from jobs.config import Settings
+from jobs.db import create_engine, create_sessionmaker
+from jobs.reconciler import RunReconciler
+from runtimes.base import LABEL_JOB_ID
+from runtimes.docker import DockerRuntime
+from tests.conftest import unique_name, wait_for_status
+
+
+def containers_of(job_id: str) -> list[object]:
+    client = docker.from_env()
+    try:
+        return list(client.containers.list(all=True, filters={"label": f"{LABEL_JOB_ID}={job_id}"}))
+    finally:
+        client.close()
+
+
+async def test_terminated_run_is_finished_and_its_container_removed(
+    api: httpx.AsyncClient, temporal_client: Client, settings: Settings, busybox_image: str
+) -> None:
+    created = await api.post(
+        "/jobs",
+        json={
+            "name": unique_name("terminated"),
+            "image": busybox_image,
+            "command": ["sh", "-c", "echo before-terminate; sleep 120"],
+        },
+    )
+    job_id = created.json()["job_id"]
+    running = await wait_for_status(api, job_id, {"running"})
+    await asyncio.sleep(1)
+    await temporal_client.get_workflow_handle(running["latest_run_id"]).terminate("from the UI")
+    assert len(containers_of(job_id)) == 1, "terminating a workflow leaves its container"
+
+    engine = create_engine(settings.sqlalchemy_url)
+    reconciler = RunReconciler(
+        create_sessionmaker(engine),
+        temporal_client,
+        DockerRuntime(network_mode="none", pull_policy="never"),
+        settings.model_copy(update={"stop_grace_seconds": 1.0}),
+    )
+    try:
+        report = await reconciler.reconcile_once()
+        again = await reconciler.reconcile_once()
+    finally:
+        await engine.dispose()
+
+    assert report.runs_finished >= 1 and report.units_removed >= 1
+    assert (again.runs_finished, again.units_removed) == (0, 0)
+    job = (await api.get(f"/jobs/{job_id}")).json()
+    assert job["status"] == "cancelled"
+    assert "terminated" in job["error_message"]
+    assert containers_of(job_id) == []
+    assert "before-terminate" in (await api.get(f"/jobs/{job_id}/logs")).text
+    # No longer stuck: the job can be changed again.
+    assert (await api.put(f"/jobs/{job_id}", json={"max_retries": 1})).status_code == 200
