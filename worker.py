@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.notify import NotifyActivities
@@ -22,6 +23,7 @@ from activities.runtime import TrainingActivities
 from activities.store import RunStoreActivities
 from jobs.config import Settings
 from jobs.db import create_engine, create_sessionmaker
+from jobs.logging_setup import LogContextInterceptor, configure_logging
 from jobs.reconciler import RunReconciler
 from runtimes.base import ContainerRuntime
 from workflows.training import TrainingJobWorkflow
@@ -43,10 +45,22 @@ def build_runtime(settings: Settings) -> ContainerRuntime:
 
 
 async def connect(settings: Settings) -> Client:
+    """The worker's client; with WORKER_METRICS_PORT, its SDK metrics are served to Prometheus."""
+    runtime = None
+    if settings.worker_metrics_port:
+        address = f"127.0.0.1:{settings.worker_metrics_port}"
+        try:
+            runtime = Runtime(
+                telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address))
+            )
+        except ValueError as err:  # the port is taken (another worker on this host)
+            # Metrics are worth a warning, not a worker that refuses to run jobs.
+            logger.warning("worker metrics off: %s", err)
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        runtime=runtime,
     )
 
 
@@ -72,6 +86,7 @@ async def build_worker(
                 notify.notify_run_status,
             ],
             graceful_shutdown_timeout=timedelta(seconds=5),
+            interceptors=[LogContextInterceptor()],
             # Heartbeats carry cancellation back; the default throttle (80% of the heartbeat
             # timeout) would let a cancel take half a minute to reach the container.
             max_heartbeat_throttle_interval=timedelta(seconds=2),
@@ -82,9 +97,7 @@ async def build_worker(
 
 async def main() -> None:
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings)
     client = await connect(settings)
     runtime = build_runtime(settings)
     engine = create_engine(settings.sqlalchemy_url)

@@ -113,7 +113,11 @@ class NotifyActivities:
             detail: str | None = redact(err.reason, self._settings)
         except TimeoutError:
             detail = f"timed out after {budget:.1f} s without an answer"
+        except Exception as err:
+            # An error no client documents must still be recorded, and retried, not lost.
+            detail = redact(f"unexpected {type(err).__name__}: {err}", self._settings)
         else:
+            note = redact(note, self._settings) if note else None
             await self._record(job_id, facts, channel, "sent", note)
             activity.logger.info("%s of run %s sent to %s", facts.event, facts.run_id, channel)
             return True

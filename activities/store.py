@@ -39,6 +39,7 @@ class RunStoreActivities:
                     request.execution_id,
                     request.started_at,
                     default_trigger="schedule" if request.started_by_schedule else "sdk",
+                    scheduled_at=request.scheduled_at,
                 )
             except JobNotFound as err:
                 raise ApplicationError(err.detail, type=JOB_NOT_FOUND, non_retryable=True) from err

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from api.app import create_app
 from jobs.config import Settings
+from jobs.logging_setup import configure_logging
 
 
 def main() -> None:
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    configure_logging(settings)
+    # log_config=None: uvicorn's own lines go through the same handler (and LOG_FORMAT).
+    uvicorn.run(
+        create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
     )
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
 
 
 if __name__ == "__main__":

@@ -10,24 +10,33 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api.auth import require_api_key
 from api.errors import install_error_handlers
-from api.routes import health, jobs, runs, stats
+from api.log_context import LogContextMiddleware, bind_path_job_id
+from api.metrics import ApiMetrics, HttpMetricsMiddleware
+from api.routes import docs, health, jobs, metrics, runs, scheduling, stats
 from jobs.config import Settings
 from jobs.db import create_engine, create_sessionmaker
+from jobs.history import RunHistory
 from jobs.runs import RunService
 from jobs.schedules import JobSchedules, TemporalConnection, register_search_attributes
+from jobs.scheduling import SchedulingService
 from jobs.service import JobService
 
 logger = logging.getLogger(__name__)
 
 
-async def _reconcile_forever(service: JobService, interval: float, grace: timedelta) -> None:
+async def _reconcile_forever(
+    service: JobService, scheduling: SchedulingService, interval: float, grace: timedelta
+) -> None:
+    """Repair half-done schedule changes and mirror pauses made in the Temporal UI or CLI."""
     while True:
         await asyncio.sleep(interval)
         try:
             await service.reconcile(older_than=grace)
+            await scheduling.sync_mirror()
         except Exception as err:  # Temporal or the database is down; try again next tick
             logger.warning("schedule reconciliation failed: %s", err)
 
@@ -42,10 +51,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     sessions = create_sessionmaker(engine)
     schedules = JobSchedules(temporal, settings.task_queue, rpc_timeout)
-    service = JobService(sessions, schedules, settings)
+    scheduling = SchedulingService(sessions, schedules, settings)
+    service = JobService(sessions, schedules, settings, scheduling)
     app.state.engine = engine
     app.state.temporal = temporal
     app.state.jobs = service
+    app.state.scheduling = scheduling
+    app.state.history = RunHistory(sessions, settings)
     app.state.runs = RunService(sessions, schedules, settings)
     try:
         await register_search_attributes(await temporal.client(), settings.temporal_namespace)
@@ -53,7 +65,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     except Exception as err:
         logger.warning("start-up reconciliation postponed: %s", err)
     reconciler = asyncio.create_task(
-        _reconcile_forever(service, settings.reconcile_interval_seconds, 2 * rpc_timeout)
+        _reconcile_forever(
+            service, scheduling, settings.reconcile_interval_seconds, 2 * rpc_timeout
+        )
     )
     try:
         yield
@@ -66,17 +80,28 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API. Settings default to the environment (and ``.env``)."""
-    app = FastAPI(
+    # Offline: /docs and /redoc load Swagger UI and ReDoc from the installed package, no CDN;
+    # no validator badge either (Swagger UI sends the schema's URL to validator.swagger.io).
+    app = FastAPIOffline(
         title="Training Job Orchestrator",
         description="Scheduled, retried, checkpointed training containers on Temporal.",
         version="0.1.0",
         lifespan=_lifespan,
+        dependencies=[Depends(bind_path_job_id)],
+        redoc_url=None,  # api.routes.docs serves it
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings or Settings()
     install_error_handlers(app)
+    app.state.metrics = ApiMetrics()
+    app.add_middleware(HttpMetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(LogContextMiddleware)
     app.include_router(health.router)
+    app.include_router(docs.router)
     protected = [Depends(require_api_key)]
     app.include_router(jobs.router, dependencies=protected)
     app.include_router(runs.router, dependencies=protected)
+    app.include_router(scheduling.router, dependencies=protected)
     app.include_router(stats.router, dependencies=protected)
+    app.include_router(metrics.router, dependencies=protected)
     return app

@@ -8,8 +8,10 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs.config import Settings
+from jobs.history import RunHistory
 from jobs.runs import RunService
 from jobs.schedules import TemporalConnection
+from jobs.scheduling import SchedulingService
 from jobs.service import JobService
 
 
@@ -28,6 +30,16 @@ def get_run_service(request: Request) -> RunService:
     return service
 
 
+def get_scheduling(request: Request) -> SchedulingService:
+    service: SchedulingService = request.app.state.scheduling
+    return service
+
+
+def get_run_history(request: Request) -> RunHistory:
+    history: RunHistory = request.app.state.history
+    return history
+
+
 def get_engine(request: Request) -> AsyncEngine:
     engine: AsyncEngine = request.app.state.engine
     return engine
@@ -41,5 +53,7 @@ def get_temporal(request: Request) -> TemporalConnection:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]
 RunServiceDep = Annotated[RunService, Depends(get_run_service)]
+SchedulingDep = Annotated[SchedulingService, Depends(get_scheduling)]
+RunHistoryDep = Annotated[RunHistory, Depends(get_run_history)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 TemporalDep = Annotated[TemporalConnection, Depends(get_temporal)]

@@ -20,12 +20,14 @@ from jobs.errors import (
     OrchestratorError,
     ServiceUnavailable,
 )
+from jobs.history import RunNotFound
 
 logger = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: dict[type[OrchestratorError], int] = {
     InvalidInput: 400,
     JobNotFound: 404,
+    RunNotFound: 404,
     DuplicateJobName: 409,
     JobRunning: 409,
     JobNotRunning: 409,

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     stop_grace_seconds: float = Field(default=10.0, ge=0)
     infra_max_attempts: int = Field(default=5, ge=1)
     reconcile_interval_seconds: float = Field(default=30.0, gt=0)
+    backfill_max_firings: int = Field(default=1000, ge=1)
 
     log_level: str = "INFO"
 
@@ -74,6 +75,25 @@ class Settings(BaseSettings):
     smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
     notify_on: Annotated[list[NotifyEvent], NoDecode] = ["failed", "retrying", "completed"]
     notify_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    log_format: Literal["text", "json"] = "text"
+    # The worker's Temporal SDK metrics (Prometheus) on 127.0.0.1:PORT; None or 0 turns them off.
+    worker_metrics_port: int | None = Field(default=9464, ge=0, le=65535)
+
+    @field_validator(
+        "slack_webhook_url",
+        "slack_bot_token",
+        "slack_channel",
+        "smtp_host",
+        "smtp_username",
+        "smtp_password",
+        "smtp_from",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # Compose files pass `SLACK_BOT_TOKEN=` for "not configured".
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("smtp_to", "notify_on", mode="before")
     @classmethod

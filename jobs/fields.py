@@ -5,6 +5,7 @@ from __future__ import annotations
 import posixpath
 import re
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -127,3 +128,21 @@ class NotificationSettings(BaseModel):
     email_to: (
         list[Annotated[str, StringConstraints(strip_whitespace=True, pattern=_EMAIL)]] | None
     ) = None
+
+
+def _check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a known IANA time zone (e.g. Europe/Berlin)") from None
+    return name
+
+
+Timezone = Annotated[
+    str, StringConstraints(min_length=1, max_length=64), AfterValidator(_check_timezone)
+]
+OverlapPolicy = Literal[
+    "skip", "buffer_one", "buffer_all", "cancel_other", "terminate_other", "allow_all"
+]
+# Temporal refuses catch-up windows under ten seconds.
+CatchupWindowSeconds = Annotated[StrictInt, Field(ge=10, le=366 * 24 * 3600)]

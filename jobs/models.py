@@ -57,6 +57,12 @@ class Job(Base):
     image: Mapped[str] = mapped_column(String(512))
     command: Mapped[list[str]] = mapped_column(JSON)
     schedule: Mapped[str | None] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    overlap_policy: Mapped[str] = mapped_column(String(16), default="skip")
+    catchup_window_seconds: Mapped[int | None] = mapped_column(Integer)
+    # Mirror of the schedule's state, kept within RECONCILE_INTERVAL_SECONDS of Temporal's.
+    paused: Mapped[bool] = mapped_column(default=False)
+    next_run_at: Mapped[datetime | None]
     max_retries: Mapped[int] = mapped_column(Integer)
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
     checkpoint_path: Mapped[str] = mapped_column(String(1024))
@@ -93,6 +99,8 @@ class Run(Base):
     execution_id: Mapped[str] = mapped_column(String(64))
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.job_id", ondelete="CASCADE"))
     trigger: Mapped[str] = mapped_column(String(16))
+    # The firing time Temporal started the run for (None for runs not started by a schedule).
+    scheduled_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16))
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -165,6 +173,35 @@ class NotificationDelivery(Base):
         UniqueConstraint("run_id", "event", "channel", name="uq_deliveries_run_event_channel"),
         Index("ix_deliveries_job_id", "job_id"),
     )
+
+
+class ScheduleEvent(Base):
+    """A pause or resume of a job's schedule, by the API or seen made in the UI or CLI."""
+
+    __tablename__ = "schedule_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.job_id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_schedule_events_job_id_at", "job_id", "at"),)
+
+
+class Backfill(Base):
+    """A backfill the API asked for: runs scheduled in its range are marked ``backfill``."""
+
+    __tablename__ = "backfills"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.job_id", ondelete="CASCADE"))
+    start_at: Mapped[datetime]
+    end_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_backfills_job_id", "job_id"),)
 
 
 class IssuedJobId(Base):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -12,6 +12,8 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
+    ScheduleBackfill,
+    ScheduleDescription,
     ScheduleHandle,
     ScheduleOverlapPolicy,
     SchedulePolicy,
@@ -36,9 +38,31 @@ TRIGGER_ATTR = SearchAttributeKey.for_keyword("Trigger")
 SEARCH_ATTRIBUTES = (JOB_ID_ATTR, JOB_NAME_ATTR, TRIGGER_ATTR)
 
 
-def schedule_spec(cron: str | None) -> ScheduleSpec:
+OVERLAP_POLICIES = {
+    "skip": ScheduleOverlapPolicy.SKIP,
+    "buffer_one": ScheduleOverlapPolicy.BUFFER_ONE,
+    "buffer_all": ScheduleOverlapPolicy.BUFFER_ALL,
+    "cancel_other": ScheduleOverlapPolicy.CANCEL_OTHER,
+    "terminate_other": ScheduleOverlapPolicy.TERMINATE_OTHER,
+    "allow_all": ScheduleOverlapPolicy.ALLOW_ALL,
+}
+# Temporal's own default, used when a job does not set catchup_window_seconds.
+DEFAULT_CATCHUP_WINDOW = timedelta(days=365)
+
+
+def schedule_spec(job: Job) -> ScheduleSpec:
     """A job without a cron has a spec that never fires: it runs only when triggered."""
-    return ScheduleSpec(cron_expressions=[cron] if cron else [])
+    if not job.schedule:
+        return ScheduleSpec()
+    return ScheduleSpec(cron_expressions=[job.schedule], time_zone_name=job.timezone or "UTC")
+
+
+def schedule_policy(job: Job) -> SchedulePolicy:
+    window = job.catchup_window_seconds
+    return SchedulePolicy(
+        overlap=OVERLAP_POLICIES[job.overlap_policy or "skip"],
+        catchup_window=timedelta(seconds=window) if window else DEFAULT_CATCHUP_WINDOW,
+    )
 
 
 class TemporalConnection:
@@ -84,6 +108,8 @@ class JobSchedules:
         self._temporal = temporal
         self._task_queue = task_queue
         self._timeout = rpc_timeout
+        self._last_trigger: dict[str, datetime] = {}
+        self._trigger_lock = asyncio.Lock()
 
     async def _handle(self, job_id: str) -> ScheduleHandle:
         return (await self._temporal.client()).get_schedule_handle(job_id)
@@ -107,9 +133,9 @@ class JobSchedules:
     async def create(self, job: Job, *, trigger_now: bool) -> None:
         schedule = Schedule(
             action=self._action(job),
-            spec=schedule_spec(job.schedule),
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-            state=ScheduleState(note=f"Training job {job.name}"),
+            spec=schedule_spec(job),
+            policy=schedule_policy(job),
+            state=ScheduleState(note=f"Training job {job.name}", paused=bool(job.paused)),
         )
         client = await self._temporal.client()
         await client.create_schedule(
@@ -120,14 +146,15 @@ class JobSchedules:
         )
 
     async def update(self, job: Job) -> None:
-        """Make the schedule's spec and action match the job row."""
-        action = self._action(job)
-        spec = schedule_spec(job.schedule)
+        """Make the schedule's spec, policies, pause state and action match the job row."""
+        action, spec, policy = self._action(job), schedule_spec(job), schedule_policy(job)
 
         def apply(update: ScheduleUpdateInput) -> ScheduleUpdate:
             schedule = update.description.schedule
             schedule.spec = spec
             schedule.action = action
+            schedule.policy = policy
+            schedule.state.paused = bool(job.paused)
             return ScheduleUpdate(schedule=schedule)
 
         await (await self._handle(job.job_id)).update(apply, rpc_timeout=self._timeout)
@@ -154,11 +181,53 @@ class JobSchedules:
         client = await self._temporal.client()
         await client.get_workflow_handle(run_id).cancel(rpc_timeout=self._timeout)
 
-    async def trigger(self, job_id: str) -> None:
-        """Start a run now; never dropped by the overlap policy."""
-        await (await self._handle(job_id)).trigger(
-            overlap=ScheduleOverlapPolicy.ALLOW_ALL, rpc_timeout=self._timeout
+    async def describe(self, job_id: str) -> ScheduleDescription:
+        return await (await self._handle(job_id)).describe(rpc_timeout=self._timeout)
+
+    async def pause(self, job_id: str, note: str) -> None:
+        await (await self._handle(job_id)).pause(note=note, rpc_timeout=self._timeout)
+
+    async def unpause(self, job_id: str, note: str) -> None:
+        await (await self._handle(job_id)).unpause(note=note, rpc_timeout=self._timeout)
+
+    async def backfill(self, job_id: str, start: datetime, end: datetime, overlap: str) -> None:
+        await (await self._handle(job_id)).backfill(
+            ScheduleBackfill(start_at=start, end_at=end, overlap=OVERLAP_POLICIES[overlap]),
+            rpc_timeout=self._timeout,
         )
+
+    async def list_states(self) -> dict[str, tuple[bool, str | None, datetime | None]]:
+        """``job_id -> (paused, note, next firing)`` of every schedule, in one listing."""
+        client = await self._temporal.client()
+        states = {}
+        async for entry in await client.list_schedules(rpc_timeout=self._timeout):
+            listed = entry.schedule
+            if listed is None:
+                continue
+            times = entry.info.next_action_times if entry.info else []
+            upcoming = times[0] if times else None
+            states[entry.id] = (listed.state.paused, listed.state.note or None, upcoming)
+        return states
+
+    async def trigger(self, job_id: str, latest_start: datetime | None) -> None:
+        """Start a run now; never dropped by the overlap policy.
+
+        Temporal names a triggered run ``<job_id>-<time to the second>``: a trigger in the
+        same second as the previous one (or as the start of the latest run) would reuse
+        that id and be dropped without an error, so triggers of a job are paced a second
+        apart in this process.
+        """
+        async with self._trigger_lock:
+            floors = [t for t in (latest_start, self._last_trigger.get(job_id)) if t is not None]
+            if floors:
+                next_second = max(floors).replace(microsecond=0) + timedelta(seconds=1)
+                delay = (next_second - datetime.now(UTC)).total_seconds()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await (await self._handle(job_id)).trigger(
+                overlap=ScheduleOverlapPolicy.ALLOW_ALL, rpc_timeout=self._timeout
+            )
+            self._last_trigger[job_id] = datetime.now(UTC)
 
 
 async def register_search_attributes(client: Client, namespace: str) -> None:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from jobs.fields import (
+    CatchupWindowSeconds,
     CheckpointPath,
     Command,
     CronSchedule,
@@ -16,10 +24,12 @@ from jobs.fields import (
     JobName,
     MaxRetries,
     NotificationSettings,
+    OverlapPolicy,
     Resources,
     ResumePolicy,
     SecretEnv,
     TimeoutSeconds,
+    Timezone,
 )
 from jobs.status import JobStatus
 
@@ -33,6 +43,10 @@ class JobCreate(BaseModel):
     image: ImageRef
     command: Command
     schedule: CronSchedule | None = None
+    timezone: Timezone = "UTC"
+    overlap_policy: OverlapPolicy = "skip"
+    catchup_window_seconds: CatchupWindowSeconds | None = None
+    paused: bool = False
     max_retries: MaxRetries = 3
     checkpoint_path: CheckpointPath | None = None
     env: Env = Field(default_factory=dict)
@@ -55,7 +69,9 @@ def _check_env_overlap(env: dict[str, str] | None, secret_env: list[str] | None)
 
 
 # Sending null for these clears them; for the other fields null is refused.
-NULLABLE_ON_UPDATE = frozenset({"schedule", "resources", "timeout_seconds", "notifications"})
+NULLABLE_ON_UPDATE = frozenset(
+    {"schedule", "resources", "timeout_seconds", "notifications", "catchup_window_seconds"}
+)
 
 
 class JobUpdate(BaseModel):
@@ -67,6 +83,10 @@ class JobUpdate(BaseModel):
     image: ImageRef | None = None
     command: Command | None = None
     schedule: CronSchedule | None = None
+    timezone: Timezone | None = None
+    overlap_policy: OverlapPolicy | None = None
+    catchup_window_seconds: CatchupWindowSeconds | None = None
+    paused: bool | None = None
     max_retries: MaxRetries | None = None
     checkpoint_path: CheckpointPath | None = None
     env: Env | None = None
@@ -87,6 +107,11 @@ class JobUpdate(BaseModel):
     def changes(self) -> dict[str, Any]:
         """The fields the client sent, as plain values for the job row."""
         return self.model_dump(include=self.model_fields_set, exclude_none=False)
+
+
+class FiringTime(BaseModel):
+    local: datetime
+    utc: datetime
 
 
 class Progress(BaseModel):
@@ -110,6 +135,13 @@ class JobResponse(BaseModel):
     image: str
     command: list[str]
     schedule: str | None
+    timezone: str
+    overlap_policy: OverlapPolicy
+    catchup_window_seconds: int | None
+    paused: bool
+    next_run_at: datetime | None
+    # Single-job responses only: the next five firings, as Temporal computes them.
+    next_run_times: list[FiringTime] | None = None
     max_retries: int
     retry_count: int
     checkpoint_path: str
@@ -165,6 +197,8 @@ class Stats(BaseModel):
     failed: int
     retrying: int
     cancelled: int
+    paused: int
+    scheduled: int
 
 
 class Health(BaseModel):
@@ -178,3 +212,104 @@ class Health(BaseModel):
 class ErrorBody(BaseModel):
     detail: str
     error_type: str
+
+
+class Attempt(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    attempt: int
+    exit_code: int | None
+    started_at: datetime
+    ended_at: datetime | None
+
+
+class Delivery(BaseModel):
+    channel: str
+    event: str
+    status: str
+    detail: str | None
+    updated_at: datetime
+
+
+class RunResponse(BaseModel):
+    """One run of a job: a scheduled firing, a manual trigger, a retry, a backfill, an SDK start."""
+
+    run_id: str
+    job_id: str
+    trigger: str
+    scheduled_at: datetime | None
+    started_at: datetime
+    completed_at: datetime | None
+    status: JobStatus
+    retry_count: int
+    attempts: list[Attempt]
+    error_message: str | None
+    progress: Progress | None
+    latest_checkpoint: CheckpointResponse | None
+    notifications: list[Delivery]
+    temporal_ui_url: str
+
+
+class RunList(BaseModel):
+    runs: list[RunResponse]
+    total: int
+    page: int
+    page_size: int
+
+
+class ScheduleEventResponse(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    event: str
+    note: str | None
+    actor: str
+    at: datetime
+
+
+class ScheduleView(BaseModel):
+    """What Temporal knows of a job's schedule, and its pause/resume history."""
+
+    job_id: str
+    schedule: str | None
+    timezone: str
+    paused: bool
+    note: str | None
+    next_run_times: list[FiringTime]
+    skipped_overlap: int
+    missed_catchup_window: int
+    running_runs: list[str]
+    events: list[ScheduleEventResponse]
+
+
+class NoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+
+class TriggerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    allow_overlap: bool = False
+
+
+class BackfillRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: AwareDatetime
+    end: AwareDatetime
+    overlap_policy: OverlapPolicy = "buffer_all"
+    dry_run: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BackfillRequest:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class BackfillResponse(BaseModel):
+    job_id: str
+    dry_run: bool
+    count: int
+    times: list[FiringTime]

@@ -7,9 +7,8 @@ replays the journal entry and makes the schedule match whatever SQL holds.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -19,9 +18,10 @@ from jobs import store, views
 from jobs.config import Settings
 from jobs.errors import DuplicateJobName, JobRunning
 from jobs.fields import NotificationSettings
-from jobs.models import Job, utcnow
+from jobs.models import Job, ScheduleEvent, utcnow
 from jobs.schedules import JobSchedules
-from jobs.schemas import JobCreate, JobResponse, JobUpdate
+from jobs.scheduling import SchedulingService
+from jobs.schemas import JobCreate, JobResponse, JobUpdate, Stats
 from jobs.status import JobStatus
 from notifications import validate_job_notifications
 
@@ -36,10 +36,12 @@ class JobService:
         sessions: async_sessionmaker[AsyncSession],
         schedules: JobSchedules,
         settings: Settings | None = None,
+        scheduling: SchedulingService | None = None,
     ):
         self._sessions = sessions
         self._schedules = schedules
         self._settings = settings
+        self._scheduling = scheduling
 
     async def create(self, body: JobCreate) -> Job:
         self._check_notifications(body.notifications)
@@ -55,6 +57,8 @@ class JobService:
                 **fields,
                 retry_count=0,
                 status=JobStatus.PENDING.value,
+                # A one-off job runs at once because its creator asked for it.
+                pending_trigger="manual" if body.schedule is None else None,
                 created_at=now,
                 updated_at=now,
             )
@@ -79,11 +83,15 @@ class JobService:
 
     async def get(self, job_id: str) -> JobResponse:
         async with self._sessions() as session:
-            return await views.job_view(session, await store.get_job(session, job_id))
+            return await self.view(await store.get_job(session, job_id))
 
     async def view(self, job: Job) -> JobResponse:
+        """A single-job response: read from Temporal too (next run times, pause state)."""
+        next_times = await self._scheduling.next_run_times(job) if self._scheduling else None
         async with self._sessions() as session:
-            return await views.job_view(session, job)
+            response = await views.job_view(session, job)
+        response.next_run_times = next_times
+        return response
 
     async def list(
         self, status: JobStatus | None, page: int, page_size: int
@@ -92,9 +100,16 @@ class JobService:
             rows, total = await store.list_jobs(session, status, page, page_size)
             return await views.job_views(session, rows), total
 
-    async def stats(self) -> dict[JobStatus, int]:
+    async def stats(self) -> Stats:
         async with self._sessions() as session:
-            return await store.count_by_status(session)
+            counts = await store.count_by_status(session)
+            paused, scheduled = await store.count_schedule_states(session)
+        return Stats(
+            total_jobs=sum(counts.values()),
+            **{status.value: number for status, number in counts.items()},
+            paused=paused,
+            scheduled=scheduled,
+        )
 
     async def update(self, job_id: str, body: JobUpdate) -> Job:
         changes: dict[str, Any] = body.changes()
@@ -111,6 +126,16 @@ class JobService:
                 return job
             await store.journal_schedule_change(session, job_id)
             job = await store.get_job(session, job_id)
+            if "paused" in changes and changes["paused"] != job.paused:
+                session.add(
+                    ScheduleEvent(
+                        job_id=job_id,
+                        event="paused" if changes["paused"] else "resumed",
+                        note="Changed with PUT /jobs/{job_id}",
+                        actor="api",
+                        at=utcnow(),
+                    )
+                )
             for key, value in changes.items():
                 setattr(job, key, value)
             job.updated_at = utcnow()
@@ -165,9 +190,8 @@ class JobService:
             job.pending_trigger = "retry"
             job.updated_at = utcnow()
             await session.commit()
-            await _after_second_of(previous_start)
             try:
-                await self._schedules.trigger(job_id)
+                await self._schedules.trigger(job_id, previous_start)
             except BaseException:
                 for key, value in previous.items():
                     setattr(job, key, value)
@@ -194,20 +218,6 @@ class JobService:
                 logger.info("reconciled schedule of %s with SQL", job_id)
                 repaired += 1
         return repaired
-
-
-async def _after_second_of(started_at: datetime | None) -> None:
-    """Wait until the wall-clock second in which the latest run started has passed.
-
-    A schedule names the run it starts ``<job_id>-<time to the second>``; a retry triggered in
-    the same second as the previous run would reuse that workflow id.
-    """
-    if started_at is None:
-        return
-    next_second = started_at.replace(microsecond=0) + timedelta(seconds=1)
-    delay = (next_second - utcnow()).total_seconds()
-    if delay > 0:
-        await asyncio.sleep(delay)
 
 
 def _refuse_if_active(job: Job, action: str) -> None:

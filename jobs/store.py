@@ -12,7 +12,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.errors import JobNotFound
-from jobs.models import Attempt, IssuedJobId, Job, Run, ScheduleSync, utcnow
+from jobs.models import (
+    Attempt,
+    Backfill,
+    IssuedJobId,
+    Job,
+    NotificationDelivery,
+    Run,
+    ScheduleSync,
+    utcnow,
+)
 from jobs.status import JobStatus
 
 _MAX_ID_DRAWS = 32
@@ -74,6 +83,17 @@ async def count_by_status(session: AsyncSession) -> dict[JobStatus, int]:
     return counts
 
 
+async def count_schedule_states(session: AsyncSession) -> tuple[int, int]:
+    """Jobs whose schedule is paused, and jobs with an active (unpaused) cron schedule."""
+    paused = await session.scalar(select(func.count()).select_from(Job).where(Job.paused))
+    scheduled = await session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.schedule.is_not(None), Job.paused.is_(False))
+    )
+    return int(paused or 0), int(scheduled or 0)
+
+
 async def delete_job_rows(session: AsyncSession, job_id: str) -> None:
     await session.execute(delete(Run).where(Run.job_id == job_id))
     await session.execute(delete(Job).where(Job.job_id == job_id))
@@ -111,22 +131,28 @@ async def start_run(
     execution_id: str,
     started_at: datetime,
     default_trigger: str,
+    scheduled_at: datetime | None = None,
 ) -> tuple[Job, Run]:
     """Create the run record (once per execution) and make it the job's latest, running run."""
     job = await get_job(session, job_id)
     run = await session.get(Run, run_id)
     if run is not None and run.execution_id != execution_id:
-        # A new execution reusing a closed run's workflow id: the record follows the new one.
+        # A new execution reusing a closed run's workflow id: the record follows the new one,
+        # and the old run's deliveries must not pass for the new run's.
+        await session.execute(
+            delete(NotificationDelivery).where(NotificationDelivery.run_id == run_id)
+        )
         await session.delete(run)
         await session.flush()
         run = None
     if run is None:
-        trigger = job.pending_trigger or default_trigger
+        trigger = await _trigger_of(session, job, default_trigger, scheduled_at, started_at)
         run = Run(
             run_id=run_id,
             execution_id=execution_id,
             job_id=job_id,
             trigger=trigger,
+            scheduled_at=scheduled_at,
             status=JobStatus.RUNNING.value,
             attempt=1,
             retry_count=0,
@@ -137,7 +163,8 @@ async def start_run(
             updated_at=started_at,
         )
         session.add(run)
-        job.pending_trigger = None
+        if trigger == job.pending_trigger:
+            job.pending_trigger = None
         job.latest_run_id = run_id
         job.status = JobStatus.RUNNING.value
         job.retry_count = 0
@@ -147,6 +174,35 @@ async def start_run(
         job.updated_at = utcnow()
     await session.commit()
     return job, run
+
+
+# A firing this much older than its start is a backfill, not the schedule catching up live.
+_BACKFILL_LAG = timedelta(seconds=60)
+
+
+async def _trigger_of(
+    session: AsyncSession,
+    job: Job,
+    default_trigger: str,
+    scheduled_at: datetime | None,
+    started_at: datetime,
+) -> str:
+    """Why a run started: a recorded intent (backfill range, retry, manual), else the default."""
+    if scheduled_at is not None and started_at - scheduled_at > _BACKFILL_LAG:
+        backfill = await session.scalar(
+            select(Backfill.id)
+            .where(
+                Backfill.job_id == job.job_id,
+                Backfill.start_at <= scheduled_at,
+                Backfill.end_at >= scheduled_at,
+            )
+            .limit(1)
+        )
+        if backfill is not None:
+            return "backfill"
+    if default_trigger == "schedule" and job.pending_trigger:
+        return job.pending_trigger
+    return default_trigger
 
 
 async def record_run_status(

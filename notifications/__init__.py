@@ -65,7 +65,8 @@ def secret_values(settings: Settings) -> list[str]:
     if settings.slack_webhook_url:
         url = settings.slack_webhook_url.get_secret_value()
         path = url.split("://", 1)[-1].partition("/")[2]
-        if len(path) > 1:
+        # A short path would be no secret, and replacing it would garble every detail.
+        if len(path) >= 8:
             values.append(path)
     # Longest first, so a URL is replaced whole before its path is looked for.
     return sorted(values, key=len, reverse=True)

@@ -36,6 +36,8 @@ class StartRunInput(BaseModel):
     execution_id: str
     started_at: datetime
     started_by_schedule: bool
+    # The firing a schedule started this run for (TemporalScheduledStartTime).
+    scheduled_at: datetime | None = None
 
 
 class RunPlan(BaseModel):

@@ -12,7 +12,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
@@ -37,6 +37,9 @@ with workflow.unsafe.imports_passed_through():
         TrainingRunResult,
     )
 
+_SCHEDULED_BY = SearchAttributeKey.for_keyword("TemporalScheduledById")
+_SCHEDULED_AT = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+_TRIGGER = SearchAttributeKey.for_keyword("Trigger")
 # Bookkeeping activities are short; they retry until the database is back.
 _STORE_TIMEOUT = timedelta(seconds=30)
 _STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
@@ -66,7 +69,8 @@ class TrainingJobWorkflow:
                 run_id=info.workflow_id,
                 execution_id=info.run_id,
                 started_at=workflow.now(),
-                started_by_schedule="TemporalScheduledById" in info.search_attributes,
+                started_by_schedule=info.typed_search_attributes.get(_SCHEDULED_BY) is not None,
+                scheduled_at=info.typed_search_attributes.get(_SCHEDULED_AT),
             ),
             result_type=RunPlan,
             start_to_close_timeout=_STORE_TIMEOUT,
@@ -74,8 +78,12 @@ class TrainingJobWorkflow:
                 maximum_interval=timedelta(seconds=10), non_retryable_error_types=[JOB_NOT_FOUND]
             ),
         )
+        # Searchable in the UI and CLI: Trigger='retry', Trigger='backfill', ...
+        workflow.upsert_search_attributes([_TRIGGER.value_set(plan.trigger)])
         self._status = JobStatus.RUNNING
         self._attempt = 1
+        # start_run recorded "running" in SQL; people hear of it like every other change.
+        await self._notify(plan, self._update(plan, JobStatus.RUNNING, None, None))
         try:
             return await self._attempts(plan)
         except (asyncio.CancelledError, ActivityError) as err:
@@ -160,7 +168,23 @@ class TrainingJobWorkflow:
         exit_code: int | None = None,
     ) -> None:
         self._status = status
-        update = RunStatusUpdate(
+        update = self._update(plan, status, error_message, exit_code)
+        await workflow.execute_activity(
+            RECORD_RUN_STATUS,
+            update,
+            start_to_close_timeout=_STORE_TIMEOUT,
+            retry_policy=_STORE_RETRY,
+        )
+        await self._notify(plan, update)
+
+    def _update(
+        self,
+        plan: RunPlan,
+        status: JobStatus,
+        error_message: str | None,
+        exit_code: int | None,
+    ) -> RunStatusUpdate:
+        return RunStatusUpdate(
             job_id=plan.job_id,
             run_id=plan.run_id,
             status=status.value,
@@ -171,13 +195,6 @@ class TrainingJobWorkflow:
             error_message=error_message,
             exit_code=exit_code,
         )
-        await workflow.execute_activity(
-            RECORD_RUN_STATUS,
-            update,
-            start_to_close_timeout=_STORE_TIMEOUT,
-            retry_policy=_STORE_RETRY,
-        )
-        await self._notify(plan, update)
 
     async def _notify(self, plan: RunPlan, update: RunStatusUpdate) -> None:
         """Tell people; an outage of Slack or mail delays the run by a bounded time at most."""

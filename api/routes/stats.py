@@ -12,5 +12,4 @@ router = APIRouter(tags=["stats"])
 
 @router.get("/stats")
 async def stats(jobs: JobServiceDep) -> Stats:
-    counts = await jobs.stats()
-    return Stats(total_jobs=sum(counts.values()), **{s.value: n for s, n in counts.items()})
+    return await jobs.stats()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 14:35:51.294603
+Create Date: 2026-11-29 14:49:04.844179
 """
 
 from collections.abc import Sequence
@@ -30,6 +30,11 @@ def upgrade() -> None:
         sa.Column("image", sa.String(length=512), nullable=False),
         sa.Column("command", sa.JSON(), nullable=False),
         sa.Column("schedule", sa.String(length=255), nullable=True),
+        sa.Column("timezone", sa.String(length=64), nullable=False),
+        sa.Column("overlap_policy", sa.String(length=16), nullable=False),
+        sa.Column("catchup_window_seconds", sa.Integer(), nullable=True),
+        sa.Column("paused", sa.Boolean(), nullable=False),
+        sa.Column("next_run_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("max_retries", sa.Integer(), nullable=False),
         sa.Column("retry_count", sa.Integer(), nullable=False),
         sa.Column("checkpoint_path", sa.String(length=1024), nullable=False),
@@ -60,6 +65,19 @@ def upgrade() -> None:
         sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("job_id"),
     )
+    op.create_table(
+        "backfills",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("job_id", sa.String(length=32), nullable=False),
+        sa.Column("start_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("end_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["job_id"], ["jobs.job_id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("backfills", schema=None) as batch_op:
+        batch_op.create_index("ix_backfills_job_id", ["job_id"], unique=False)
+
     op.create_table(
         "checkpoints",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -102,6 +120,7 @@ def upgrade() -> None:
         sa.Column("execution_id", sa.String(length=64), nullable=False),
         sa.Column("job_id", sa.String(length=32), nullable=False),
         sa.Column("trigger", sa.String(length=16), nullable=False),
+        sa.Column("scheduled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("retry_count", sa.Integer(), nullable=False),
@@ -119,6 +138,20 @@ def upgrade() -> None:
         batch_op.create_index("ix_runs_job_id_started_at", ["job_id", "started_at"], unique=False)
 
     op.create_table(
+        "schedule_events",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("job_id", sa.String(length=32), nullable=False),
+        sa.Column("event", sa.String(length=16), nullable=False),
+        sa.Column("note", sa.Text(), nullable=True),
+        sa.Column("actor", sa.String(length=16), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["job_id"], ["jobs.job_id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("schedule_events", schema=None) as batch_op:
+        batch_op.create_index("ix_schedule_events_job_id_at", ["job_id", "at"], unique=False)
+
+    op.create_table(
         "attempts",
         sa.Column("run_id", sa.String(length=255), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
@@ -133,6 +166,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("attempts")
+    with op.batch_alter_table("schedule_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_schedule_events_job_id_at")
+
+    op.drop_table("schedule_events")
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_index("ix_runs_job_id_started_at")
 
@@ -145,6 +182,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_checkpoints_job_id_step")
 
     op.drop_table("checkpoints")
+    with op.batch_alter_table("backfills", schema=None) as batch_op:
+        batch_op.drop_index("ix_backfills_job_id")
+
+    op.drop_table("backfills")
     op.drop_table("schedule_syncs")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index("ix_jobs_status_created_at")

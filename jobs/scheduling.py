@@ -1,0 +1,210 @@
+"""Steering a job's schedule: pause, resume, trigger, backfill, and the SQL mirror of its state.
+
+Temporal owns the schedule. SQL keeps a mirror of ``paused`` and ``next_run_at`` so lists
+and stats need no Temporal call; a single-job read refreshes it from Temporal, and the API's
+reconciler refreshes all of them every RECONCILE_INTERVAL_SECONDS, which is how a pause made
+in the Temporal UI or with ``temporal schedule toggle`` reaches the API.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import ScheduleActionExecutionStartWorkflow, ScheduleDescription
+from temporalio.service import RPCError
+
+from jobs import store
+from jobs.config import Settings
+from jobs.cron_times import firing_times
+from jobs.errors import InvalidInput, JobRunning, ServiceUnavailable
+from jobs.models import Backfill, Job, ScheduleEvent, utcnow
+from jobs.schedules import JobSchedules
+from jobs.schemas import (
+    BackfillRequest,
+    BackfillResponse,
+    FiringTime,
+    ScheduleEventResponse,
+    ScheduleView,
+)
+from jobs.status import JobStatus
+
+logger = logging.getLogger(__name__)
+
+NEXT_RUN_TIMES = 5
+
+
+def firing(moment: datetime, timezone: str) -> FiringTime:
+    return FiringTime(local=moment.astimezone(ZoneInfo(timezone)), utc=moment.astimezone(UTC))
+
+
+class SchedulingService:
+    """Schedule controls of the REST API."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        schedules: JobSchedules,
+        settings: Settings,
+    ) -> None:
+        self._sessions = sessions
+        self._schedules = schedules
+        self._settings = settings
+
+    async def describe(self, job: Job) -> ScheduleDescription | None:
+        """Temporal's view of the job's schedule, refreshing the SQL mirror; None if down."""
+        try:
+            description = await self._schedules.describe(job.job_id)
+        except (RPCError, ServiceUnavailable) as err:
+            logger.warning("schedule of %s not described: %s", job.job_id, err)
+            return None
+        upcoming = description.info.next_action_times
+        await self._mirror(
+            job.job_id,
+            description.schedule.state.paused,
+            description.schedule.state.note,
+            upcoming[0] if upcoming else None,
+            actor="ui/cli",
+        )
+        job.paused = description.schedule.state.paused
+        job.next_run_at = upcoming[0] if upcoming and not job.paused else None
+        return description
+
+    async def next_run_times(self, job: Job) -> list[FiringTime] | None:
+        description = await self.describe(job)
+        if description is None:
+            return None
+        if description.schedule.state.paused:
+            return []  # Temporal still lists them, but a paused schedule will not fire
+        times = description.info.next_action_times[:NEXT_RUN_TIMES]
+        return [firing(moment, job.timezone) for moment in times]
+
+    async def view(self, job_id: str) -> ScheduleView:
+        async with self._sessions() as session:
+            job = await store.get_job(session, job_id)
+        description = await self._schedules.describe(job_id)
+        await self.describe(job)
+        info, state = description.info, description.schedule.state
+        async with self._sessions() as session:
+            events = await session.scalars(
+                select(ScheduleEvent)
+                .where(ScheduleEvent.job_id == job_id)
+                .order_by(ScheduleEvent.at.desc(), ScheduleEvent.id.desc())
+                .limit(100)
+            )
+            history = [ScheduleEventResponse.model_validate(e) for e in events]
+        return ScheduleView(
+            job_id=job_id,
+            schedule=job.schedule,
+            timezone=job.timezone,
+            paused=state.paused,
+            note=state.note,
+            next_run_times=[]
+            if state.paused
+            else [firing(t, job.timezone) for t in info.next_action_times[:NEXT_RUN_TIMES]],
+            skipped_overlap=info.num_actions_skipped_overlap,
+            missed_catchup_window=info.num_actions_missed_catchup_window,
+            running_runs=[
+                action.workflow_id
+                for action in info.running_actions
+                if isinstance(action, ScheduleActionExecutionStartWorkflow)
+            ],
+            events=history,
+        )
+
+    async def set_paused(self, job_id: str, paused: bool, note: str | None) -> None:
+        async with self._sessions() as session:
+            await store.get_job(session, job_id)
+        text = note or ("Paused through the API" if paused else "Resumed through the API")
+        if paused:
+            await self._schedules.pause(job_id, text)
+        else:
+            await self._schedules.unpause(job_id, text)
+        await self._mirror(job_id, paused, text, None, actor="api")
+        async with self._sessions() as session:
+            await self.describe(await store.get_job(session, job_id))
+
+    async def trigger(self, job_id: str, allow_overlap: bool) -> None:
+        """Start a run now; never dropped by the overlap policy. 409 while one runs."""
+        async with self._sessions() as session:
+            job = await store.get_job(session, job_id)
+            if JobStatus(job.status).is_active and not allow_overlap:
+                raise JobRunning(job_id, job.status, "trigger (send allow_overlap: true)")
+            job.pending_trigger = "manual"
+            await session.commit()
+        await self._schedules.trigger(job_id, job.started_at)
+
+    async def backfill(self, job_id: str, request: BackfillRequest) -> BackfillResponse:
+        async with self._sessions() as session:
+            job = await store.get_job(session, job_id)
+        if not job.schedule:
+            raise InvalidInput(f"job {job_id} has no schedule to backfill")
+        limit = self._settings.backfill_max_firings
+        times = list(
+            firing_times(job.schedule, job.timezone, request.start, request.end, limit + 1)
+        )
+        if len(times) > limit:
+            raise InvalidInput(
+                f"the range holds more than {limit} firings (BACKFILL_MAX_FIRINGS); "
+                "backfill a shorter range"
+            )
+        if not request.dry_run and times:
+            async with self._sessions() as session:
+                session.add(
+                    Backfill(
+                        job_id=job_id,
+                        start_at=request.start,
+                        end_at=request.end,
+                        created_at=utcnow(),
+                    )
+                )
+                await session.commit()
+            await self._schedules.backfill(
+                job_id, request.start, request.end, request.overlap_policy
+            )
+        return BackfillResponse(
+            job_id=job_id,
+            dry_run=request.dry_run,
+            count=len(times),
+            times=[firing(t, job.timezone) for t in times],
+        )
+
+    async def sync_mirror(self) -> int:
+        """Bring every job's ``paused`` and ``next_run_at`` in line with Temporal."""
+        states = await self._schedules.list_states()
+        changed = 0
+        for job_id, (paused, note, upcoming) in states.items():
+            changed += await self._mirror(job_id, paused, note, upcoming, actor="ui/cli")
+        return changed
+
+    async def _mirror(
+        self,
+        job_id: str,
+        paused: bool,
+        note: str | None,
+        upcoming: datetime | None,
+        *,
+        actor: str,
+    ) -> int:
+        """Store the schedule's state; a change of ``paused`` is recorded as an event."""
+        async with self._sessions() as session:
+            job = await session.get(Job, job_id)
+            if job is None or (job.paused == paused and job.next_run_at == upcoming):
+                return 0
+            if job.paused != paused:
+                session.add(
+                    ScheduleEvent(
+                        job_id=job_id,
+                        event="paused" if paused else "resumed",
+                        note=note,
+                        actor=actor,
+                        at=utcnow(),
+                    )
+                )
+            job.paused = paused
+            job.next_run_at = None if paused else upcoming
+            await session.commit()
+        return 1
