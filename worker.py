@@ -25,6 +25,7 @@ from jobs.config import Settings
 from jobs.db import create_engine, create_sessionmaker
 from jobs.logging_setup import LogContextInterceptor, configure_logging
 from jobs.reconciler import RunReconciler
+from jobs.schedules import JobSchedules, TemporalConnection
 from runtimes.base import ContainerRuntime
 from workflows.training import TrainingJobWorkflow
 
@@ -71,7 +72,12 @@ async def build_worker(
     """A worker with every workflow and activity registered; the engine is closed on exit."""
     engine = create_engine(settings.sqlalchemy_url)
     sessions = create_sessionmaker(engine)
-    store_activities = RunStoreActivities(sessions, settings)
+    schedules = JobSchedules(
+        TemporalConnection.of(client),
+        settings.task_queue,
+        timedelta(seconds=settings.rpc_timeout_seconds),
+    )
+    store_activities = RunStoreActivities(sessions, settings, schedules)
     training = TrainingActivities(runtime or build_runtime(settings), sessions, settings)
     notify = NotifyActivities(sessions, settings)
     try:

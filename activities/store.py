@@ -8,9 +8,13 @@ from temporalio.exceptions import ApplicationError
 
 from jobs import store
 from jobs.config import Settings
-from jobs.errors import JobNotFound
+from jobs.errors import JobNotFound, OrchestratorError
+from jobs.models import Job
+from jobs.registration import register_job
+from jobs.schedules import JobSchedules
 from jobs.status import JobStatus
 from workflows.models import (
+    INVALID_JOB_SPEC,
     JOB_NOT_FOUND,
     RECORD_RUN_STATUS,
     START_RUN,
@@ -23,13 +27,32 @@ from workflows.models import (
 class RunStoreActivities:
     """Holds the worker's session factory; one instance is registered by worker.py."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        schedules: JobSchedules | None = None,
+    ) -> None:
         self._sessions = sessions
         self._settings = settings
+        self._schedules = schedules
 
     @activity.defn(name=START_RUN)
     async def start_run(self, request: StartRunInput) -> RunPlan:
-        """Record the run as started and return the job's current spec."""
+        """Record the run as started and return the job's current spec.
+
+        An SDK start for an unknown job that carries a job spec registers the job first.
+        """
+        if request.job is not None and self._schedules is not None:
+            async with self._sessions() as session:
+                known = await session.get(Job, request.job_id) is not None
+            if not known:
+                try:
+                    await register_job(self._sessions, self._schedules, request.job_id, request.job)
+                except OrchestratorError as err:
+                    raise ApplicationError(
+                        err.detail, type=INVALID_JOB_SPEC, non_retryable=True
+                    ) from err
         async with self._sessions() as session:
             try:
                 job, run = await store.start_run(
@@ -42,7 +65,11 @@ class RunStoreActivities:
                     scheduled_at=request.scheduled_at,
                 )
             except JobNotFound as err:
-                raise ApplicationError(err.detail, type=JOB_NOT_FOUND, non_retryable=True) from err
+                detail = (
+                    f"{err.detail}: create it through the API first, or start the workflow "
+                    "with TrainingRunInput(job_id=..., job={...the body of POST /jobs...})"
+                )
+                raise ApplicationError(detail, type=JOB_NOT_FOUND, non_retryable=True) from err
         settings = self._settings
         return RunPlan(
             job_id=job.job_id,

@@ -79,6 +79,15 @@ class TemporalConnection:
         self._client: Client | None = None
         self._lock = asyncio.Lock()
 
+    @classmethod
+    def of(cls, client: Client) -> TemporalConnection:
+        """A connection around a client that is already connected (the worker's)."""
+        connection = cls(
+            client.service_client.config.target_host, client.namespace, timedelta(seconds=10)
+        )
+        connection._client = client
+        return connection
+
     async def client(self) -> Client:
         if self._client is None:
             async with self._lock:

@@ -18,6 +18,7 @@ NOTIFY_RUN_STATUS = "notify_run_status"
 
 # ApplicationError types: what failed and whether Temporal may retry it.
 JOB_NOT_FOUND = "JobNotFound"
+INVALID_JOB_SPEC = "InvalidJobSpec"
 TRAINING_FAILED = "TrainingFailed"
 RUNTIME_UNAVAILABLE = "RuntimeUnavailable"
 INVALID_SPEC = "InvalidSpec"
@@ -25,9 +26,15 @@ IMAGE_UNAVAILABLE = "ImageUnavailable"
 
 
 class TrainingRunInput(BaseModel):
-    """What a schedule (or an SDK client) passes to start one run of a job."""
+    """What a schedule (or an SDK client) passes to start one run of a job.
+
+    ``job`` is for SDK clients starting a run of a job the orchestrator does not know yet:
+    the body of ``POST /jobs`` (name, image, command, ...). The job is then registered as a
+    one-off job. Schedules never set it: their runs read the job's current spec from SQL.
+    """
 
     job_id: str
+    job: dict[str, Any] | None = None
 
 
 class StartRunInput(BaseModel):
@@ -38,6 +45,7 @@ class StartRunInput(BaseModel):
     started_by_schedule: bool
     # The firing a schedule started this run for (TemporalScheduledStartTime).
     scheduled_at: datetime | None = None
+    job: dict[str, Any] | None = None
 
 
 class RunPlan(BaseModel):

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from jobs.status import JobStatus
     from workflows.models import (
         IMAGE_UNAVAILABLE,
+        INVALID_JOB_SPEC,
         INVALID_SPEC,
         JOB_NOT_FOUND,
         NOTIFY_RUN_STATUS,
@@ -40,6 +41,9 @@ with workflow.unsafe.imports_passed_through():
 _SCHEDULED_BY = SearchAttributeKey.for_keyword("TemporalScheduledById")
 _SCHEDULED_AT = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 _TRIGGER = SearchAttributeKey.for_keyword("Trigger")
+# Set by schedules already; upserted so that SDK-started runs are found the same way.
+_JOB_ID = SearchAttributeKey.for_keyword("JobId")
+_JOB_NAME = SearchAttributeKey.for_keyword("JobName")
 # Bookkeeping activities are short; they retry until the database is back.
 _STORE_TIMEOUT = timedelta(seconds=30)
 _STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
@@ -71,15 +75,23 @@ class TrainingJobWorkflow:
                 started_at=workflow.now(),
                 started_by_schedule=info.typed_search_attributes.get(_SCHEDULED_BY) is not None,
                 scheduled_at=info.typed_search_attributes.get(_SCHEDULED_AT),
+                job=request.job,
             ),
             result_type=RunPlan,
             start_to_close_timeout=_STORE_TIMEOUT,
             retry_policy=RetryPolicy(
-                maximum_interval=timedelta(seconds=10), non_retryable_error_types=[JOB_NOT_FOUND]
+                maximum_interval=timedelta(seconds=10),
+                non_retryable_error_types=[JOB_NOT_FOUND, INVALID_JOB_SPEC],
             ),
         )
         # Searchable in the UI and CLI: Trigger='retry', Trigger='backfill', ...
-        workflow.upsert_search_attributes([_TRIGGER.value_set(plan.trigger)])
+        workflow.upsert_search_attributes(
+            [
+                _JOB_ID.value_set(plan.job_id),
+                _JOB_NAME.value_set(plan.name),
+                _TRIGGER.value_set(plan.trigger),
+            ]
+        )
         self._status = JobStatus.RUNNING
         self._attempt = 1
         # start_run recorded "running" in SQL; people hear of it like every other change.
