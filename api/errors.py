@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +22,7 @@ from jobs.errors import (
     ServiceUnavailable,
 )
 from jobs.history import RunNotFound
+from jobs.schemas import ErrorBody
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,10 @@ _UNREACHABLE = {
     RPCStatusCode.DEADLINE_EXCEEDED,
     RPCStatusCode.CANCELLED,
     RPCStatusCode.RESOURCE_EXHAUSTED,
+}
+# The error body every route documents in OpenAPI, by status code.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 503)
 }
 _HTTP_ERROR_TYPES = {401: "AuthenticationError", 404: "NotFound", 405: "MethodNotAllowed"}
 

@@ -16,10 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs import store
 from jobs.errors import DuplicateJobName, InvalidInput
-from jobs.models import IssuedJobId, Job, utcnow
+from jobs.models import IssuedJobId, utcnow
 from jobs.schedules import JobSchedules
 from jobs.schemas import JobCreate
-from jobs.status import JobStatus
 
 JOB_ID_FORMAT = re.compile(r"train-[0-9a-f]{8}")
 
@@ -47,16 +46,7 @@ async def register_job(
         if await store.name_taken(session, body.name):
             raise DuplicateJobName(body.name)
         session.add(IssuedJobId(job_id=job_id, issued_at=now))
-        fields = body.model_dump()
-        fields["checkpoint_path"] = body.checkpoint_path or f"/checkpoints/{job_id}"
-        job = Job(
-            job_id=job_id,
-            **fields,
-            retry_count=0,
-            status=JobStatus.PENDING.value,
-            created_at=now,
-            updated_at=now,
-        )
+        job = store.new_job(job_id, body)
         session.add(job)
         try:
             await session.commit()

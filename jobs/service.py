@@ -49,19 +49,9 @@ class JobService:
             if await store.name_taken(session, body.name):
                 raise DuplicateJobName(body.name)
             job_id = await store.issue_job_id(session)
-            now = utcnow()
-            fields = body.model_dump()
-            fields["checkpoint_path"] = body.checkpoint_path or f"/checkpoints/{job_id}"
-            job = Job(
-                job_id=job_id,
-                **fields,
-                retry_count=0,
-                status=JobStatus.PENDING.value,
-                # A one-off job runs at once because its creator asked for it.
-                pending_trigger="manual" if body.schedule is None else None,
-                created_at=now,
-                updated_at=now,
-            )
+            # A one-off job runs at once because its creator asked for it.
+            trigger = "manual" if body.schedule is None else None
+            job = store.new_job(job_id, body, pending_trigger=trigger)
             await store.journal_schedule_change(session, job_id)
             session.add(job)
             try:

@@ -22,6 +22,7 @@ from jobs.models import (
     ScheduleSync,
     utcnow,
 )
+from jobs.schemas import JobCreate
 from jobs.status import JobStatus
 
 _MAX_ID_DRAWS = 32
@@ -43,6 +44,22 @@ async def issue_job_id(session: AsyncSession) -> str:
             continue
         return job_id
     raise RuntimeError("could not draw an unused job id")
+
+
+def new_job(job_id: str, body: JobCreate, **extra: Any) -> Job:
+    """The row of a job created from ``body``: pending, no runs yet."""
+    now = utcnow()
+    fields = body.model_dump()
+    fields["checkpoint_path"] = body.checkpoint_path or f"/checkpoints/{job_id}"
+    return Job(
+        job_id=job_id,
+        **fields,
+        retry_count=0,
+        status=JobStatus.PENDING.value,
+        created_at=now,
+        updated_at=now,
+        **extra,
+    )
 
 
 async def get_job(session: AsyncSession, job_id: str) -> Job:

@@ -10,9 +10,12 @@ are kept under ``test-artifacts/``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -40,6 +43,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 API_HOST = "orchestrator.test"
 TEMPORAL_NEWS_FEED = "newsfeed.temporal.io"
+CHROMIUM_TIMEOUT = 90
 OFFLINE = [
     f"--host-resolver-rules=MAP {API_HOST} 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     "--proxy-server=http://127.0.0.1:9",
@@ -70,11 +74,23 @@ async def chromium(url: str, profile: Path, *mode: str) -> str:
         *mode,
         url,
     ]
-    result = await asyncio.to_thread(
-        subprocess.run, argv, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+    out, err = profile.with_suffix(".stdout"), profile.with_suffix(".stderr")
+    # Files, not pipes: a helper process outliving the browser would hold a pipe open.
+    with out.open("w") as stdout, err.open("w") as stderr:
+        browser = subprocess.Popen(argv, stdout=stdout, stderr=stderr, start_new_session=True)
+    try:
+        code = await asyncio.to_thread(browser.wait, CHROMIUM_TIMEOUT)
+    except subprocess.TimeoutExpired as timeout:
+        raise AssertionError(
+            f"Chromium did not finish {url} in {CHROMIUM_TIMEOUT} s: {err.read_text()[-3000:]}"
+        ) from timeout
+    finally:
+        # The browser's own session: whatever it left running goes with it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(browser.pid, signal.SIGKILL)
+        browser.wait()
+    assert code == 0, err.read_text()[-3000:]
+    return out.read_text()
 
 
 async def render(url: str, tmp_path: Path, screenshot: str) -> tuple[str, set[str]]:

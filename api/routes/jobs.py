@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import JobServiceDep
-from jobs.schemas import ErrorBody, JobCreate, JobList, JobResponse, JobUpdate
+from api.errors import ERROR_RESPONSES
+from jobs.schemas import JobCreate, JobList, JobResponse, JobUpdate
 from jobs.status import JobStatus
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody},
-    401: {"model": ErrorBody},
-    404: {"model": ErrorBody},
-    409: {"model": ErrorBody},
-    503: {"model": ErrorBody},
-}
 
-
-@router.post("", status_code=status.HTTP_201_CREATED, responses=_ERRORS)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=ERROR_RESPONSES)
 async def create_job(body: JobCreate, jobs: JobServiceDep) -> JobResponse:
     """Create a job and its Temporal Schedule; a job without ``schedule`` runs once, now."""
     return await jobs.view(await jobs.create(body))
 
 
-@router.get("", responses=_ERRORS)
+@router.get("", responses=ERROR_RESPONSES)
 async def list_jobs(
     jobs: JobServiceDep,
     status_filter: JobStatus | None = None,
@@ -44,25 +37,25 @@ async def list_jobs(
     )
 
 
-@router.get("/{job_id}", responses=_ERRORS)
+@router.get("/{job_id}", responses=ERROR_RESPONSES)
 async def get_job(job_id: str, jobs: JobServiceDep) -> JobResponse:
     return await jobs.get(job_id)
 
 
-@router.put("/{job_id}", responses=_ERRORS)
+@router.put("/{job_id}", responses=ERROR_RESPONSES)
 async def update_job(job_id: str, body: JobUpdate, jobs: JobServiceDep) -> JobResponse:
     """Change the fields sent; ``schedule: null`` makes the job a one-off. 409 while running."""
     return await jobs.view(await jobs.update(job_id, body))
 
 
-@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERROR_RESPONSES)
 async def delete_job(job_id: str, jobs: JobServiceDep) -> Response:
     """Remove the job, its schedule and its run records; files on disk are kept."""
     await jobs.delete(job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{job_id}/retry", responses=_ERRORS)
+@router.post("/{job_id}/retry", responses=ERROR_RESPONSES)
 async def retry_job(job_id: str, jobs: JobServiceDep) -> JobResponse:
     """Reset the job to ``pending`` and start a new run now. 409 while running."""
     return await jobs.view(await jobs.retry(job_id))

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from api.deps import RunServiceDep
-from jobs.schemas import CheckpointList, ErrorBody, JobResponse
+from api.errors import ERROR_RESPONSES
+from jobs.schemas import CheckpointList, JobResponse
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["runs"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody},
-    401: {"model": ErrorBody},
-    404: {"model": ErrorBody},
-    409: {"model": ErrorBody},
-    503: {"model": ErrorBody},
-}
 
-
-@router.post("/cancel", responses=_ERRORS)
+@router.post("/cancel", responses=ERROR_RESPONSES)
 async def cancel_job(job_id: str, runs: RunServiceDep) -> JobResponse:
     """Stop the running run gracefully (SIGTERM, grace period, SIGKILL); status ``cancelled``.
 
@@ -34,7 +27,7 @@ async def cancel_job(job_id: str, runs: RunServiceDep) -> JobResponse:
     "/logs",
     response_class=PlainTextResponse,
     response_model=None,
-    responses={**_ERRORS, 200: {"content": {"text/plain": {}}}},
+    responses={**ERROR_RESPONSES, 200: {"content": {"text/plain": {}}}},
 )
 async def job_logs(
     job_id: str,
@@ -50,7 +43,7 @@ async def job_logs(
     return PlainTextResponse(await runs.log_text(job_id, tail))
 
 
-@router.get("/checkpoints", responses=_ERRORS)
+@router.get("/checkpoints", responses=ERROR_RESPONSES)
 async def job_checkpoints(job_id: str, runs: RunServiceDep) -> CheckpointList:
     """Every recorded checkpoint of the job, newest first, and the one a resume would use."""
     return await runs.checkpoints(job_id)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 
 from api.deps import JobServiceDep, RunHistoryDep, SchedulingDep
+from api.errors import ERROR_RESPONSES
 from jobs.schemas import (
     BackfillRequest,
     BackfillResponse,
-    ErrorBody,
     JobResponse,
     NoteRequest,
     RunList,
@@ -22,12 +22,8 @@ from jobs.status import JobStatus
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["scheduling"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 404, 409, 503)
-}
 
-
-@router.get("/runs", responses=_ERRORS)
+@router.get("/runs", responses=ERROR_RESPONSES)
 async def list_runs(
     job_id: str,
     history: RunHistoryDep,
@@ -39,18 +35,18 @@ async def list_runs(
     return await history.list_runs(job_id, status_filter, page, page_size)
 
 
-@router.get("/runs/{run_id}", responses=_ERRORS)
+@router.get("/runs/{run_id}", responses=ERROR_RESPONSES)
 async def get_run(job_id: str, run_id: str, history: RunHistoryDep) -> RunResponse:
     return await history.get_run(job_id, run_id)
 
 
-@router.get("/schedule", responses=_ERRORS)
+@router.get("/schedule", responses=ERROR_RESPONSES)
 async def get_schedule(job_id: str, scheduling: SchedulingDep) -> ScheduleView:
     """Temporal's view: next firings, skipped counts by reason, pause/resume history."""
     return await scheduling.view(job_id)
 
 
-@router.post("/pause", responses=_ERRORS)
+@router.post("/pause", responses=ERROR_RESPONSES)
 async def pause_job(
     job_id: str,
     scheduling: SchedulingDep,
@@ -62,7 +58,7 @@ async def pause_job(
     return await jobs.get(job_id)
 
 
-@router.post("/resume", responses=_ERRORS)
+@router.post("/resume", responses=ERROR_RESPONSES)
 async def resume_job(
     job_id: str,
     scheduling: SchedulingDep,
@@ -73,7 +69,7 @@ async def resume_job(
     return await jobs.get(job_id)
 
 
-@router.post("/trigger", responses=_ERRORS)
+@router.post("/trigger", responses=ERROR_RESPONSES)
 async def trigger_job(
     job_id: str,
     scheduling: SchedulingDep,
@@ -86,7 +82,7 @@ async def trigger_job(
     return await jobs.get(job_id)
 
 
-@router.post("/backfill", responses=_ERRORS)
+@router.post("/backfill", responses=ERROR_RESPONSES)
 async def backfill_job(
     job_id: str, body: BackfillRequest, scheduling: SchedulingDep
 ) -> BackfillResponse:
