@@ -94,6 +94,8 @@ class TrainingJobWorkflow:
         )
         self._status = JobStatus.RUNNING
         self._attempt = 1
+        # Schedules set this memo on their runs already; SDK-started runs get it here.
+        workflow.upsert_memo({"job_name": plan.name, "image": plan.image})
         # start_run recorded "running" in SQL; people hear of it like every other change.
         await self._notify(plan, self._update(plan, JobStatus.RUNNING, None, None))
         try:
