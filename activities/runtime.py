@@ -148,6 +148,7 @@ class TrainingActivities:
             checkpoint_host_dir=host_dir,
             checkpoint_mount_path=request.checkpoint_path if in_container else None,
             resources=request.resources,
+            deployment=self._settings.deployment,
         )
 
     async def _resume_from(self, request: RunAttemptInput) -> str | None:

@@ -152,6 +152,11 @@ class Settings(BaseSettings):
     def checkpoint_root_dir(self) -> Path:
         return (self.checkpoint_root or self.data_dir / "checkpoint-root").resolve()
 
+    @property
+    def deployment(self) -> str:
+        """Names this orchestrator among others that may share a Docker engine."""
+        return f"{self.temporal_address}/{self.temporal_namespace}/{self.task_queue}"
+
     @cached_property
     def log_dir(self) -> Path:
         return (self.data_dir / "logs").resolve()

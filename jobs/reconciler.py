@@ -22,7 +22,13 @@ from jobs.config import Settings
 from jobs.logs import attempt_log_path
 from jobs.models import Run, utcnow
 from jobs.status import JobStatus
-from runtimes.base import LABEL_ATTEMPT, LABEL_JOB_ID, LABEL_RUN_ID, ContainerRuntime
+from runtimes.base import (
+    LABEL_ATTEMPT,
+    LABEL_DEPLOYMENT,
+    LABEL_JOB_ID,
+    LABEL_RUN_ID,
+    ContainerRuntime,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +84,11 @@ class RunReconciler:
                 )
             ).all()
         for run in active:
-            closed = await self._closed_status(run.run_id, run.execution_id)
+            try:
+                closed = await self._closed_status(run.run_id, run.execution_id)
+            except RPCError as err:
+                logger.warning("cannot describe run %s: %s", run.run_id, err)
+                continue
             if closed is None:
                 continue
             status, message = _OUTCOME.get(closed, (JobStatus.FAILED, f"Run ended as {closed}"))
@@ -99,9 +109,15 @@ class RunReconciler:
 
         for name, labels, _running in await self._runtime.list_units():
             run_id = labels.get(LABEL_RUN_ID)
-            if not run_id or await self._closed_status(run_id, None) is None:
+            if not run_id or labels.get(LABEL_DEPLOYMENT) != self._settings.deployment:
+                continue  # another orchestrator's unit, on a shared engine
+            try:
+                if await self._closed_status(run_id, None) is None:
+                    continue
+                await self._remove_unit(name, labels)
+            except Exception as err:  # one unit's trouble must not stop the others
+                logger.warning("cannot clean up unit %s: %s", name, err)
                 continue
-            await self._remove_unit(name, labels)
             report.units_removed += 1
         return report
 

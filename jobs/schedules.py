@@ -7,7 +7,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.client import (
     Client,
     Schedule,
@@ -241,14 +244,19 @@ class JobSchedules:
 
 async def register_search_attributes(client: Client, namespace: str) -> None:
     """Register JobId, JobName and Trigger on the namespace if the server lacks them."""
+    timeout = timedelta(seconds=10)
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace), timeout=timeout
+    )
+    missing = [key.name for key in SEARCH_ATTRIBUTES if key.name not in listed.custom_attributes]
+    if not missing:
+        return
     request = AddSearchAttributesRequest(
         namespace=namespace,
-        search_attributes={
-            key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SEARCH_ATTRIBUTES
-        },
+        search_attributes=dict.fromkeys(missing, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD),
     )
     try:
-        await client.operator_service.add_search_attributes(request, timeout=timedelta(seconds=10))
+        await client.operator_service.add_search_attributes(request, timeout=timeout)
     except RPCError as err:
         if err.status != RPCStatusCode.ALREADY_EXISTS:
             raise

@@ -20,6 +20,9 @@ LABEL_PREFIX = "io.training-orchestrator"
 LABEL_JOB_ID = f"{LABEL_PREFIX}.job-id"
 LABEL_RUN_ID = f"{LABEL_PREFIX}.run-id"
 LABEL_ATTEMPT = f"{LABEL_PREFIX}.attempt"
+# Which orchestrator started the unit (Temporal address, namespace, task queue): several may
+# share one Docker engine, and each reconciler must only touch its own units.
+LABEL_DEPLOYMENT = f"{LABEL_PREFIX}.deployment"
 
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
@@ -50,6 +53,7 @@ class ContainerSpec:
     checkpoint_mount_path: str | None = None
     # ``gpus`` (count or "all"), ``cpus`` (float), ``memory`` ("8g"); see jobs.fields.Resources.
     resources: dict[str, Any] | None = None
+    deployment: str = ""
 
     @property
     def labels(self) -> dict[str, str]:
@@ -57,6 +61,7 @@ class ContainerSpec:
             LABEL_JOB_ID: self.job_id,
             LABEL_RUN_ID: self.run_id,
             LABEL_ATTEMPT: str(self.attempt),
+            LABEL_DEPLOYMENT: self.deployment,
         }
 
 

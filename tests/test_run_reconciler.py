@@ -11,7 +11,7 @@ from temporalio.client import Client
 from jobs.config import Settings
 from jobs.db import create_engine, create_sessionmaker
 from jobs.reconciler import RunReconciler
-from runtimes.base import LABEL_JOB_ID
+from runtimes.base import LABEL_JOB_ID, ContainerSpec, unit_name
 from runtimes.docker import DockerRuntime
 from tests.conftest import unique_name, wait_for_status
 
@@ -41,11 +41,24 @@ async def test_terminated_run_is_finished_and_its_container_removed(
     await temporal_client.get_workflow_handle(running["latest_run_id"]).terminate("from the UI")
     assert len(containers_of(job_id)) == 1, "terminating a workflow leaves its container"
 
+    # A unit of another orchestrator sharing this Docker engine, for a run unknown here.
+    runtime = DockerRuntime(network_mode="none", pull_policy="never")
+    foreign = ContainerSpec(
+        name=unit_name("train-f0f0f0f0", "elsewhere-run", 1),
+        job_id="train-f0f0f0f0",
+        run_id="elsewhere-run",
+        attempt=1,
+        image=busybox_image,
+        command=["sleep", "60"],
+        deployment="10.0.0.1:7233/default/other-queue",
+    )
+    await runtime.start(foreign)
+
     engine = create_engine(settings.sqlalchemy_url)
     reconciler = RunReconciler(
         create_sessionmaker(engine),
         temporal_client,
-        DockerRuntime(network_mode="none", pull_policy="never"),
+        runtime,
         settings.model_copy(update={"stop_grace_seconds": 1.0}),
     )
     try:
@@ -57,6 +70,8 @@ async def test_terminated_run_is_finished_and_its_container_removed(
         await engine.dispose()
 
     assert report.runs_finished >= 1 and report.units_removed >= 1
+    assert len(containers_of("train-f0f0f0f0")) == 1, "another deployment's unit is left alone"
+    await runtime.remove(foreign.name)
     job = (await api.get(f"/jobs/{job_id}")).json()
     assert job == after_first
     assert job["status"] == "cancelled"
