@@ -11,8 +11,9 @@ from jobs import store
 from jobs.config import Settings
 from jobs.errors import OrchestratorError
 from jobs.models import Attempt, Checkpoint, NotificationDelivery, Run
-from jobs.schemas import Attempt as AttemptView
-from jobs.schemas import CheckpointResponse, Delivery, RunList, RunResponse
+from jobs.run_schemas import Attempt as AttemptView
+from jobs.run_schemas import Delivery, RunList, RunResponse
+from jobs.schemas import CheckpointResponse
 from jobs.status import JobStatus
 from jobs.views import progress_of
 

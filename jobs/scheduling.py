@@ -22,14 +22,14 @@ from jobs.config import Settings
 from jobs.cron_times import firing_times
 from jobs.errors import InvalidInput, JobRunning, ServiceUnavailable
 from jobs.models import Backfill, Job, ScheduleEvent, utcnow
-from jobs.schedules import JobSchedules
-from jobs.schemas import (
+from jobs.run_schemas import (
     BackfillRequest,
     BackfillResponse,
-    FiringTime,
     ScheduleEventResponse,
     ScheduleView,
 )
+from jobs.schedules import JobSchedules
+from jobs.schemas import FiringTime
 from jobs.status import JobStatus
 
 logger = logging.getLogger(__name__)

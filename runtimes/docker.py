@@ -12,14 +12,13 @@ import math
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 import docker
 import requests
 import urllib3.exceptions
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
-from docker.types import DeviceRequest
 
 from runtimes.base import (
     LABEL_JOB_ID,
@@ -30,6 +29,7 @@ from runtimes.base import (
     StartResult,
     stream_in_thread,
 )
+from runtimes.docker_options import create_kwargs, volumes_of
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class DockerRuntime:
             raise LookupError(name) from None
 
     def _start(self, spec: ContainerSpec) -> StartResult:
-        volumes = _volumes(spec)
+        volumes = volumes_of(spec)
         client = self._client()
         try:
             existing = client.containers.get(spec.name)
@@ -264,51 +264,6 @@ class DockerRuntime:
             (row["Names"][0].lstrip("/"), dict(row.get("Labels") or {}), row["State"] == "running")
             for row in rows
         ]
-
-
-def create_kwargs(
-    spec: ContainerSpec, network_mode: str, volumes: dict[str, dict[str, str]] | None
-) -> dict[str, Any]:
-    """Arguments of ``containers.create`` for a spec: never privileged, resources as asked."""
-    kwargs: dict[str, Any] = {
-        "image": spec.image,
-        "command": spec.command or None,
-        "name": spec.name,
-        "labels": spec.labels,
-        "environment": spec.env,
-        "network_mode": network_mode,
-        "volumes": volumes,
-        "privileged": False,
-    }
-    resources = spec.resources or {}
-    gpus = resources.get("gpus")
-    if gpus == "all" or (isinstance(gpus, int) and gpus > 0):
-        count = -1 if gpus == "all" else int(gpus)
-        kwargs["device_requests"] = [DeviceRequest(count=count, capabilities=[["gpu"]])]
-    if resources.get("cpus"):
-        kwargs["nano_cpus"] = int(float(resources["cpus"]) * 1_000_000_000)
-    if resources.get("memory"):
-        kwargs["mem_limit"] = str(resources["memory"]).lower()
-    return kwargs
-
-
-def _volumes(spec: ContainerSpec) -> dict[str, dict[str, str]] | None:
-    host_dir, mount_path = spec.checkpoint_host_dir, spec.checkpoint_mount_path
-    if host_dir is None and mount_path is None:
-        return None
-    if host_dir is None or mount_path is None or not mount_path.startswith("/"):
-        raise InvalidSpecError(
-            f"checkpoint mount needs a host dir and an absolute container path, "
-            f"got {host_dir!r} -> {mount_path!r}"
-        )
-    host_dir = host_dir.resolve()
-    try:
-        # Created here so it belongs to the worker's user rather than to root, as it would be
-        # if the engine created it; the engine may see another filesystem, so failure is fine.
-        host_dir.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        logger.debug("could not create %s here; leaving it to the engine", host_dir)
-    return {str(host_dir): {"bind": mount_path, "mode": "rw"}}
 
 
 def _is_timeout(exc: requests.RequestException) -> bool:

@@ -17,7 +17,7 @@ from temporalio.client import Client
 from jobs.config import Settings
 from jobs.db import create_engine
 from runtimes.base import ContainerSpec, unit_name
-from runtimes.docker import create_kwargs
+from runtimes.docker_options import create_kwargs
 from tests.conftest import eventually, unique_name, wait_for_status
 
 

@@ -8,16 +8,16 @@ from fastapi import APIRouter, Body, Query
 
 from api.deps import JobServiceDep, RunHistoryDep, SchedulingDep
 from api.errors import ERROR_RESPONSES
-from jobs.schemas import (
+from jobs.run_schemas import (
     BackfillRequest,
     BackfillResponse,
-    JobResponse,
     NoteRequest,
     RunList,
     RunResponse,
     ScheduleView,
     TriggerRequest,
 )
+from jobs.schemas import JobResponse
 from jobs.status import JobStatus
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["scheduling"])
