@@ -49,7 +49,7 @@ async def connect(settings: Settings) -> Client:
     """The worker's client; with WORKER_METRICS_PORT, its SDK metrics are served to Prometheus."""
     runtime = None
     if settings.worker_metrics_port:
-        address = f"127.0.0.1:{settings.worker_metrics_port}"
+        address = f"{settings.worker_metrics_host}:{settings.worker_metrics_port}"
         try:
             runtime = Runtime(
                 telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address))

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     # The worker's Temporal SDK metrics (Prometheus) on 127.0.0.1:PORT; None or 0 turns them off.
     worker_metrics_port: int | None = Field(default=9464, ge=0, le=65535)
+    # Loopback by default; a container behind Prometheus needs 0.0.0.0.
+    worker_metrics_host: str = "127.0.0.1"
 
     @field_validator(
         "slack_webhook_url",

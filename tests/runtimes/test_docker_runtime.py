@@ -13,6 +13,7 @@ import pytest
 
 from runtimes.base import (
     LABEL_ATTEMPT,
+    LABEL_DEPLOYMENT,
     LABEL_JOB_ID,
     LABEL_RUN_ID,
     ContainerSpec,
@@ -93,6 +94,7 @@ async def test_exit_codes_and_settings(
     assert attrs["HostConfig"]["NetworkMode"] == "none"
     assert attrs["HostConfig"]["Privileged"] is False
     assert attrs["Config"]["Labels"] == {
+        LABEL_DEPLOYMENT: "",
         LABEL_JOB_ID: ok.job_id,
         LABEL_RUN_ID: "run:1",
         LABEL_ATTEMPT: str(ok.attempt),
