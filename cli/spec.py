@@ -45,7 +45,7 @@ CommandArg = Annotated[
 ScheduleOpt = Annotated[
     str | None,
     typer.Option(
-        help="Five-field cron in UTC, e.g. '0 2 * * *'; 'none' makes a one-off job.",
+        help="Five-field cron in the job's timezone, e.g. '0 2 * * *'; 'none' makes a one-off job.",
         rich_help_panel=_SPEC,
     ),
 ]

@@ -6,6 +6,7 @@ import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -153,6 +154,12 @@ class Settings(BaseSettings):
     @cached_property
     def checkpoint_root_dir(self) -> Path:
         return (self.checkpoint_root or self.data_dir / "checkpoint-root").resolve()
+
+    def run_ui_url(self, run_id: str) -> str:
+        """A run's page in the Temporal Web UI (the run id is the workflow id)."""
+        base = self.temporal_ui_url.rstrip("/")
+        namespace = quote(self.temporal_namespace, safe="")
+        return f"{base}/namespaces/{namespace}/workflows/{quote(run_id, safe='')}"
 
     @property
     def deployment(self) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -12,8 +10,8 @@ from jobs.config import Settings
 from jobs.errors import OrchestratorError
 from jobs.models import Attempt, Checkpoint, NotificationDelivery, Run
 from jobs.run_schemas import Attempt as AttemptView
-from jobs.run_schemas import Delivery, RunList, RunResponse
-from jobs.schemas import CheckpointResponse
+from jobs.run_schemas import RunList, RunResponse
+from jobs.schemas import CheckpointResponse, Delivery
 from jobs.status import JobStatus
 from jobs.views import progress_of
 
@@ -31,11 +29,6 @@ class RunHistory:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self._sessions = sessions
         self._settings = settings
-
-    def ui_link(self, run_id: str) -> str:
-        base = self._settings.temporal_ui_url.rstrip("/")
-        namespace = quote(self._settings.temporal_namespace, safe="")
-        return f"{base}/namespaces/{namespace}/workflows/{quote(run_id, safe=':@')}"
 
     async def list_runs(
         self, job_id: str, status: JobStatus | None, page: int, page_size: int
@@ -88,15 +81,7 @@ class RunHistory:
             .where(NotificationDelivery.run_id.in_(ids))
             .order_by(NotificationDelivery.created_at, NotificationDelivery.id)
         ):
-            deliveries[delivery.run_id].append(
-                Delivery(
-                    channel=delivery.channel,
-                    event=delivery.event,
-                    status=delivery.status,
-                    detail=delivery.detail,
-                    updated_at=delivery.updated_at,
-                )
-            )
+            deliveries[delivery.run_id].append(Delivery.model_validate(delivery))
         return [
             RunResponse(
                 run_id=run.run_id,
@@ -112,7 +97,7 @@ class RunHistory:
                 progress=progress_of(run),
                 latest_checkpoint=latest.get(run.run_id),
                 notifications=deliveries[run.run_id],
-                temporal_ui_url=self.ui_link(run.run_id),
+                temporal_ui_url=self._settings.run_ui_url(run.run_id),
             )
             for run in runs
         ]

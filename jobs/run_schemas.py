@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, model_validator
 
 from jobs.fields import OverlapPolicy
-from jobs.schemas import CheckpointResponse, FiringTime, Progress
+from jobs.schemas import CheckpointResponse, Delivery, FiringTime, Progress
 from jobs.status import JobStatus
 
 
@@ -19,14 +19,6 @@ class Attempt(BaseModel):
     exit_code: int | None
     started_at: datetime
     ended_at: datetime | None
-
-
-class Delivery(BaseModel):
-    channel: str
-    event: str
-    status: str
-    detail: str | None
-    updated_at: datetime
 
 
 class RunResponse(BaseModel):

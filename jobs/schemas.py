@@ -123,6 +123,18 @@ class Progress(BaseModel):
     updated_at: datetime | None = None
 
 
+class Delivery(BaseModel):
+    """One notification about a run, on one channel."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    channel: str
+    event: str
+    status: str
+    detail: str | None
+    updated_at: datetime
+
+
 class JobResponse(BaseModel):
     """A job as the API shows it."""
 
@@ -155,6 +167,8 @@ class JobResponse(BaseModel):
     error_message: str | None
     latest_run_id: str | None
     progress: Progress | None = None
+    # Single-job responses only: what was sent about the latest run, per channel.
+    latest_run_notifications: list[Delivery] | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -80,6 +80,7 @@ class JobService:
         next_times = await self._scheduling.next_run_times(job) if self._scheduling else None
         async with self._sessions() as session:
             response = await views.job_view(session, job)
+            response.latest_run_notifications = await views.deliveries(session, job.latest_run_id)
         response.next_run_times = next_times
         return response
 

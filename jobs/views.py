@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs.models import Job, Run
-from jobs.schemas import JobResponse, Progress
+from jobs.models import Job, NotificationDelivery, Run
+from jobs.schemas import Delivery, JobResponse, Progress
 
 
 def progress_of(run: Run | None) -> Progress | None:
@@ -47,3 +47,15 @@ async def job_views(session: AsyncSession, jobs: Sequence[Job]) -> list[JobRespo
         rows = await session.scalars(select(Run).where(Run.run_id.in_(run_ids)))
         runs = {run.run_id: run for run in rows}
     return [job_response(job, runs.get(job.latest_run_id or "")) for job in jobs]
+
+
+async def deliveries(session: AsyncSession, run_id: str | None) -> list[Delivery]:
+    """Notifications sent (or failed) about one run, oldest first."""
+    if run_id is None:
+        return []
+    rows = await session.scalars(
+        select(NotificationDelivery)
+        .where(NotificationDelivery.run_id == run_id)
+        .order_by(NotificationDelivery.created_at, NotificationDelivery.id)
+    )
+    return [Delivery.model_validate(row) for row in rows]

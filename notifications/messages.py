@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
 
 from jobs.config import Settings
 from jobs.models import Job, Run
@@ -96,15 +95,8 @@ def build_facts(update: RunStatusUpdate, job: Job, run: Run, settings: Settings)
         error=error if update.status in ("retrying", "failed", "cancelled") else None,
         log_lines=log_lines if update.status in ("retrying", "failed") else None,
         progress=describe_progress(run.progress) if update.status == "completed" else None,
-        run_url=temporal_run_url(settings, update.run_id),
+        run_url=settings.run_ui_url(update.run_id),
     )
-
-
-def temporal_run_url(settings: Settings, run_id: str) -> str:
-    """The run's page in the Temporal Web UI (the workflow id is the run id)."""
-    base = settings.temporal_ui_url.rstrip("/")
-    namespace = quote(settings.temporal_namespace, safe="")
-    return f"{base}/namespaces/{namespace}/workflows/{quote(run_id, safe='')}"
 
 
 def split_error(message: str | None) -> tuple[str | None, str | None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import socket
 import sys
 import tempfile
 import uuid
@@ -19,6 +20,7 @@ from typing import Any
 import docker
 import httpx
 import pytest
+import uvicorn
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -134,6 +136,36 @@ async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 async def api(settings: Settings, worker: None) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(settings) as http:
         yield http
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@contextlib.asynccontextmanager
+async def live_server(settings: Settings) -> AsyncIterator[str]:
+    """The API on a free loopback port, served by uvicorn in this event loop."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture(scope="module")
+async def live_url(settings: Settings, worker: None) -> AsyncIterator[str]:
+    async with live_server(settings) as url:
+        yield url
 
 
 def unique_name(prefix: str = "job") -> str:

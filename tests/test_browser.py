@@ -26,16 +26,21 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
-import uvicorn
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
 from jobs.config import Settings
 from jobs.migrate import upgrade
 from jobs.schedules import SEARCH_ATTRIBUTES
-from tests.conftest import TEMPORAL_CLI, api_client, make_settings, unique_name, wait_for_status
-from tests.test_metrics import free_port
+from tests.conftest import (
+    TEMPORAL_CLI,
+    api_client,
+    free_port,
+    live_server,
+    make_settings,
+    unique_name,
+    wait_for_status,
+)
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,16 +171,9 @@ def off_host(urls: set[str] | list[str], origin: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 async def live_url(settings: Settings, worker: None) -> AsyncIterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    yield f"http://{API_HOST}:{port}"
-    server.should_exit = True
-    await task
+    """The API under a non-loopback name, so that Swagger UI behaves as in production."""
+    async with live_server(settings) as url:
+        yield url.replace("127.0.0.1", API_HOST)
 
 
 async def page_and_assets(url: str) -> tuple[httpx.Response, list[str]]:

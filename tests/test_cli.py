@@ -9,20 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from api.app import create_app
 from jobs.config import Settings
-from tests.conftest import unique_name
+from tests.conftest import free_port, live_server, unique_name
 
 ORCHESTRATOR = str(Path(sys.executable).parent / "orchestrator")
 API_KEY = "k"
@@ -35,36 +31,6 @@ TRAINER_SCRIPT = (
     "sleep 0.3; done; "
     'echo "training done"'
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-@asynccontextmanager
-async def live_server(settings: Settings) -> AsyncIterator[str]:
-    """The API on a free port, served by uvicorn in this event loop (as test_guide_examples)."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
-@pytest.fixture(scope="module")
-async def live_url(settings: Settings, worker: None) -> AsyncIterator[str]:
-    async with live_server(settings) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

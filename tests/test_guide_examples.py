@@ -11,19 +11,13 @@ import asyncio
 import json
 import re
 import shlex
-import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-import uvicorn
 
-from api.app import create_app
-from jobs.config import Settings
 from tests.conftest import unique_name
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "api-usage-guide.md"
@@ -63,22 +57,6 @@ def documented_responses() -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return bodies
-
-
-@pytest.fixture(scope="module")
-async def live_url(settings: Settings, worker: None) -> AsyncIterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
 
 
 async def new_job(url: str) -> str:

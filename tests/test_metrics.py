@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -20,18 +19,18 @@ from temporalio.client import Client
 from api.app import create_app
 from jobs.config import Settings
 from jobs.migrate import upgrade
-from tests.conftest import api_client, eventually, make_settings, unique_name, wait_for_status
+from tests.conftest import (
+    api_client,
+    eventually,
+    free_port,
+    make_settings,
+    unique_name,
+    wait_for_status,
+)
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def parse(text: str) -> Samples:

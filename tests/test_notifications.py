@@ -246,8 +246,14 @@ async def test_completed_run_reaches_the_webhook_and_mail(
         job = await run_job(
             api, temporal_client, busybox_image, command=["sh", "-c", f"echo '{progress}'"]
         )
+        # The job's own response shows what was sent about its latest run.
+        shown = (await api.get(f"/jobs/{job['job_id']}")).json()["latest_run_notifications"]
     run_id = job["latest_run_id"]
     assert job["status"] == "completed"
+    assert {(d["channel"], d["event"], d["status"]) for d in shown} == {
+        ("slack", "completed#1", "sent"),
+        ("email", "completed#1", "sent"),
+    }
     # NOTIFY_ON defaults to failed,retrying,completed: one message per channel.
     assert [post.path for post in slack.posts] == [f"/services/{HOOK_SECRET}"]
     text = slack.posts[0].text()

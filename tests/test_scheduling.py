@@ -93,7 +93,8 @@ async def test_every_trigger_is_recorded(
     assert by_trigger["sdk"]["scheduled_at"] is None
     run = by_trigger["manual"]
     assert run["status"] == "completed" and run["attempts"][0]["exit_code"] == 0
-    assert run["temporal_ui_url"].endswith(f"/namespaces/default/workflows/{run['run_id']}")
+    assert run["temporal_ui_url"] == settings.run_ui_url(run["run_id"])
+    assert run["temporal_ui_url"].startswith("http://localhost:8233/namespaces/default/workflows/")
     single = await api.get(f"/jobs/{job_id}/runs/{run['run_id']}")
     assert single.json() == run
     assert (await api.get(f"/jobs/{job_id}/runs/nope")).json()["error_type"] == "RunNotFound"
