@@ -294,10 +294,3 @@ async def record_attempt_end(
 
 async def run_of(session: AsyncSession, run_id: str | None) -> Run | None:
     return await session.get(Run, run_id) if run_id else None
-
-
-async def attempts_of(session: AsyncSession, run_id: str) -> Sequence[Attempt]:
-    rows = await session.scalars(
-        select(Attempt).where(Attempt.run_id == run_id).order_by(Attempt.attempt)
-    )
-    return rows.all()

@@ -35,10 +35,6 @@ TEMPORAL_CLI = shutil.which("temporal") or str(Path(sys.executable).parent / "te
 BUSYBOX_IMAGE = "orchestrator-test-busybox:latest"
 
 
-def temporal_cli() -> str:
-    return TEMPORAL_CLI
-
-
 @pytest.fixture(scope="session")
 def busybox_image() -> str:
     """A tiny image built FROM scratch with the static busybox (no registry needed)."""
