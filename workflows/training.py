@@ -96,9 +96,9 @@ class TrainingJobWorkflow:
         self._attempt = 1
         # Schedules set this memo on their runs already; SDK-started runs get it here.
         workflow.upsert_memo({"job_name": plan.name, "image": plan.image})
-        # start_run recorded "running" in SQL; people hear of it like every other change.
-        await self._notify(plan, self._update(plan, JobStatus.RUNNING, None, None))
         try:
+            # start_run recorded "running" in SQL; people hear of it like every other change.
+            await self._notify(plan, self._update(plan, JobStatus.RUNNING, None, None))
             return await self._attempts(plan)
         except (asyncio.CancelledError, ActivityError) as err:
             if not is_cancelled_exception(err):
@@ -220,6 +220,8 @@ class TrainingJobWorkflow:
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
             )
         except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise  # the run is being cancelled: that must not be swallowed with the message
             workflow.logger.warning("notification of %s not delivered: %s", update.status, err)
 
 
