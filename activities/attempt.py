@@ -43,6 +43,9 @@ class AttemptWatcher:
         self._log_path = log_path
         self._checkpoint_dir = checkpoint_dir
         self.progress: ProgressReport | None = None
+        # Per scanned entry: its (size, mtime) at the last scan, and the states recorded.
+        self._scanned: dict[Path, tuple[int, int]] = {}
+        self._recorded: dict[Path, set[tuple[int, int]]] = {}
         self._progress_written: ProgressReport | None = None
         self._last_write = 0.0
 
@@ -85,10 +88,25 @@ class AttemptWatcher:
         async with self._sessions() as session:
             await store.record_progress(session, self._run_id, self.progress.as_dict(), utcnow())
 
-    async def scan_checkpoints(self) -> None:
-        """Record checkpoint files the trainer wrote without announcing them."""
+    async def scan_checkpoints(self, *, settled_only: bool) -> None:
+        """Record checkpoint files the trainer wrote without announcing them.
+
+        While the trainer runs (``settled_only``), an entry is recorded only once it has not
+        changed between two scans, so a file still being written is not taken for a
+        checkpoint to resume from; when the attempt is over, everything left is recorded.
+        """
         for path in await asyncio.to_thread(checkpoints.scan, self._checkpoint_dir):
+            try:
+                state = await asyncio.to_thread(checkpoints.state_of, path)
+            except OSError:
+                continue  # removed meanwhile
+            if self._scanned.get(path) == state and state in self._recorded.get(path, set()):
+                continue
+            previous, self._scanned[path] = self._scanned.get(path), state
+            if settled_only and previous != state:
+                continue
             await self._record(path, checkpoints.step_from_name(path.name))
+            self._recorded.setdefault(path, set()).add(state)
 
     async def _record(self, path: Path, step: int | None) -> None:
         try:

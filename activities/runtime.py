@@ -172,11 +172,17 @@ class TrainingActivities:
         """Poll until the unit exits or its time is up; (exit code, timed out)."""
         details = {"attempt": request.attempt, "container": name}
         details["started_at"] = first_start.isoformat()
+        loop = asyncio.get_running_loop()
+        next_scan = loop.time() + self._settings.checkpoint_scan_seconds
         while True:
             exit_code = await self._runtime.wait(name, self._settings.poll_interval_seconds)
             activity.heartbeat(details | watcher.heartbeat_details())
             if exit_code is not None:
                 return exit_code, False
+            if loop.time() >= next_scan:
+                # Unannounced checkpoints are recorded as they appear, once they settle.
+                await watcher.scan_checkpoints(settled_only=True)
+                next_scan = loop.time() + self._settings.checkpoint_scan_seconds
             elapsed = (utcnow() - first_start).total_seconds()
             if request.timeout_seconds is not None and elapsed > request.timeout_seconds:
                 activity.logger.info("%s exceeded its %d s", name, request.timeout_seconds)
@@ -199,7 +205,7 @@ class TrainingActivities:
             activity.logger.warning("output of %s did not drain in time", name)
         except Exception as err:  # the log is incomplete, the outcome still stands
             activity.logger.warning("following the output of %s failed: %s", name, err)
-        await watcher.scan_checkpoints()
+        await watcher.scan_checkpoints(settled_only=False)
         async with self._sessions() as session:
             await store.record_attempt_end(
                 session, request.run_id, request.attempt, exit_code, utcnow()

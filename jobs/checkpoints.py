@@ -57,6 +57,13 @@ def scan(host_dir: Path) -> list[Path]:
     )
 
 
+def state_of(path: Path) -> tuple[int, int]:
+    """Total size and newest modification time of a file or directory tree (cheap: no reads)."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    stats = [file.stat() for file in files]
+    return sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
+
+
 def step_from_name(name: str) -> int | None:
     match = _STEP_IN_NAME.search(name)
     return int(match.group(1)) if match else None

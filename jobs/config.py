@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     infra_max_attempts: int = Field(default=5, ge=1)
     reconcile_interval_seconds: float = Field(default=30.0, gt=0)
     backfill_max_firings: int = Field(default=1000, ge=1)
+    # How often a running attempt's checkpoint directory is scanned for unannounced files.
+    checkpoint_scan_seconds: float = Field(default=10.0, gt=0)
 
     log_level: str = "INFO"
 

@@ -95,6 +95,7 @@ def make_settings(temporal_client: Client, data_dir: Path, **overrides: Any) -> 
         "poll_interval_seconds": 0.3,
         "stop_grace_seconds": 2.0,
         "infra_max_attempts": 3,
+        "checkpoint_scan_seconds": 0.5,
         "rpc_timeout_seconds": 5.0,
         "_env_file": None,
     }

@@ -105,6 +105,41 @@ async def test_checkpoints_are_recorded_and_a_retry_resumes_from_the_latest(
     assert "resuming from /checkpoints/resume-test/ckpt-5.bin\nweights-5" in logs
 
 
+async def test_unannounced_checkpoints_are_recorded_while_the_trainer_runs(
+    api: httpx.AsyncClient, busybox_image: str, settings: Settings
+) -> None:
+    script = (
+        "echo first > $CHECKPOINT_DIR/epoch-7.bin; "
+        "echo -n growing > $CHECKPOINT_DIR/epoch-8.bin; "
+        "while [ ! -e $CHECKPOINT_DIR/.stop ]; do echo -n . >> $CHECKPOINT_DIR/epoch-8.bin; "
+        "sleep 0.1; done; echo done"
+    )
+    job = await create(api, image=busybox_image, command=sh(script))
+    job_id = job["job_id"]
+
+    async def listed_while_running() -> dict[str, Any] | None:
+        listing = (await api.get(f"/jobs/{job_id}/checkpoints")).json()
+        paths = {c["path"] for c in listing["checkpoints"]}
+        status = (await api.get(f"/jobs/{job_id}")).json()["status"]
+        assert status in ("pending", "running"), status
+        return listing if "epoch-7.bin" in paths else None
+
+    listing = await eventually(listed_while_running, timeout=30)
+    by_path = {c["path"]: c for c in listing["checkpoints"]}
+    assert by_path["epoch-7.bin"]["step"] == 7
+    assert by_path["epoch-7.bin"]["size_bytes"] == 6
+    assert "epoch-8.bin" not in by_path, "a file still growing is not a checkpoint yet"
+
+    checkpoint_dir = settings.checkpoint_root_dir / job["checkpoint_path"].lstrip("/")
+    (checkpoint_dir / ".stop").write_text("")
+    done = await wait_for_status(api, job_id, {"completed", "failed"})
+    assert done["status"] == "completed"
+    final = {
+        c["path"] for c in (await api.get(f"/jobs/{job_id}/checkpoints")).json()["checkpoints"]
+    }
+    assert "epoch-8.bin" in final, "the attempt's end records what is left"
+
+
 async def test_logs_tail_and_follow_include_a_failed_attempt(
     api: httpx.AsyncClient, busybox_image: str
 ) -> None:
