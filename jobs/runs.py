@@ -62,8 +62,8 @@ class RunService:
             checkpoints=[CheckpointResponse.model_validate(row) for row in rows],
         )
 
-    async def _latest_run(self, job_id: str) -> tuple[str | None, bool]:
-        """The job's latest run id and whether that run is over."""
+    async def latest_run(self, job_id: str) -> tuple[str | None, bool]:
+        """The job's latest run id and whether that run is over (JobNotFound if no job)."""
         async with self._sessions() as session:
             job = await store.get_job(session, job_id)
             run = await store.run_of(session, job.latest_run_id)
@@ -73,7 +73,7 @@ class RunService:
 
     async def log_text(self, job_id: str, tail: int | None) -> str:
         """The latest run's output, every attempt in order (the last ``tail`` lines)."""
-        run_id, _ = await self._latest_run(job_id)
+        run_id, _ = await self.latest_run(job_id)
         if run_id is None:
             return ""
         files = logs.attempt_logs(self._settings.log_dir, job_id, run_id)
@@ -82,7 +82,7 @@ class RunService:
 
     async def follow_logs(self, job_id: str, tail: int | None) -> AsyncIterator[bytes]:
         """The latest run's output so far, then new output as it is written, until it ends."""
-        run_id, _ = await self._latest_run(job_id)
+        run_id, _ = await self.latest_run(job_id)
         if run_id is None:
             return
         yield (await self.log_text(job_id, tail)).encode()
@@ -91,7 +91,7 @@ class RunService:
             for _, path in logs.attempt_logs(self._settings.log_dir, job_id, run_id)
         }
         while True:
-            latest, finished = await self._latest_run(job_id)
+            latest, finished = await self.latest_run(job_id)
             for attempt, path in logs.attempt_logs(self._settings.log_dir, job_id, run_id):
                 if path not in offsets:
                     offsets[path] = 0

@@ -55,12 +55,16 @@ class SchedulingService:
         self._settings = settings
 
     async def describe(self, job: Job) -> ScheduleDescription | None:
-        """Temporal's view of the job's schedule, refreshing the SQL mirror; None if down."""
+        """Like :meth:`refresh`, but None while Temporal cannot answer."""
         try:
-            description = await self._schedules.describe(job.job_id)
+            return await self.refresh(job)
         except (RPCError, ServiceUnavailable) as err:
             logger.warning("schedule of %s not described: %s", job.job_id, err)
             return None
+
+    async def refresh(self, job: Job) -> ScheduleDescription:
+        """Temporal's view of the job's schedule, refreshing the SQL mirror on the way."""
+        description = await self._schedules.describe(job.job_id)
         upcoming = description.info.next_action_times
         await self._mirror(
             job.job_id,
@@ -85,8 +89,7 @@ class SchedulingService:
     async def view(self, job_id: str) -> ScheduleView:
         async with self._sessions() as session:
             job = await store.get_job(session, job_id)
-        description = await self._schedules.describe(job_id)
-        await self.describe(job)
+        description = await self.refresh(job)
         info, state = description.info, description.schedule.state
         async with self._sessions() as session:
             events = await session.scalars(

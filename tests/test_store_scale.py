@@ -8,38 +8,24 @@ columns fails the test. (benchmarks/store_scale.py measures the times.)
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert, inspect
+from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from benchmarks.store_scale import STATUS_CYCLE, build_store
 from jobs import store
-from jobs.db import create_engine, create_sessionmaker
-from jobs.migrate import upgrade
-from jobs.models import Job
+from jobs.db import create_sessionmaker
 from jobs.status import JobStatus
 
 JOBS = 100_000
-BATCH = 10_000
 PAGE_SIZE = 50
-BASE = datetime(2025, 1, 1, tzinfo=UTC)
-# One cycle of statuses; every status gets a different share of the jobs.
-STATUS_CYCLE = (
-    [JobStatus.COMPLETED] * 8
-    + [JobStatus.FAILED] * 5
-    + [JobStatus.PENDING] * 3
-    + [JobStatus.RUNNING] * 2
-    + [JobStatus.RETRYING, JobStatus.CANCELLED]
-)
 EXPECTED_COUNTS = {
     status: JOBS // len(STATUS_CYCLE) * STATUS_CYCLE.count(status) for status in JobStatus
 }
@@ -47,25 +33,8 @@ INDEX_IN_PLAN = re.compile(r"USING (?:COVERING )?INDEX (\w+)")
 
 
 def job_id(number: int) -> str:
+    """The id build_store gives job number ``number`` (as job_row does)."""
     return f"train-{number:08x}"
-
-
-def job_row(number: int) -> dict[str, Any]:
-    # Two jobs per second: every created_at is shared by a pair, so job_id breaks the tie.
-    created_at = BASE + timedelta(seconds=number // 2)
-    return {
-        "job_id": job_id(number),
-        "name": f"job-{number:06d}",
-        "image": "trainer:latest",
-        "command": ["python", "train.py"],
-        "schedule": None,
-        "max_retries": 3,
-        "retry_count": 0,
-        "checkpoint_path": f"/checkpoints/{number}",
-        "status": STATUS_CYCLE[number % len(STATUS_CYCLE)].value,
-        "created_at": created_at,
-        "updated_at": created_at,
-    }
 
 
 def newest_first(status: JobStatus | None) -> Iterator[str]:
@@ -85,15 +54,7 @@ def expected_page(status: JobStatus | None, page: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[AsyncEngine]:
-    path: Path = tmp_path_factory.mktemp("scale") / "store.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    await asyncio.to_thread(upgrade, url)
-    engine = create_engine(url)
-    async with create_sessionmaker(engine)() as session:
-        for start in range(0, JOBS, BATCH):
-            rows = [job_row(number) for number in range(start, start + BATCH)]
-            await session.execute(insert(Job), rows)
-        await session.commit()
+    engine = await build_store(tmp_path_factory.mktemp("scale"), JOBS)
     yield engine
     await engine.dispose()
 

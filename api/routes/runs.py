@@ -38,7 +38,7 @@ async def job_logs(
     """The latest run's output (every attempt, failed ones included); ``follow`` streams it."""
     if follow:
         # Resolve the job first, so an unknown job is a 404 rather than an empty stream.
-        await runs.log_text(job_id, 0)
+        await runs.latest_run(job_id)
         return StreamingResponse(runs.follow_logs(job_id, tail), media_type="text/plain")
     return PlainTextResponse(await runs.log_text(job_id, tail))
 
