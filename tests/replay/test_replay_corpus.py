@@ -1,0 +1,41 @@
+"""Recorded histories of real runs still replay against today's TrainingJobWorkflow.
+
+The histories in ``histories/`` were recorded by ``record_histories.py`` from the workflow as
+it ran them; a change to the workflow that in-flight runs could not survive (a new, removed or
+reordered command) fails here. No server is needed: the replayer is in-process.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.training import TrainingJobWorkflow
+
+HISTORIES_DIR = Path(__file__).parent / "histories"
+HISTORY_FILES = sorted(HISTORIES_DIR.glob("*.json"))
+REQUIRED = {"completed", "retried", "failed", "cancelled", "sdk_started", "mid_run"}
+
+
+def load(path: Path) -> WorkflowHistory:
+    text = path.read_text()
+    started = json.loads(text)["events"][0]["workflowExecutionStartedEventAttributes"]
+    return WorkflowHistory.from_json(started.get("workflowId") or path.stem, text)
+
+
+def test_corpus_holds_every_recorded_case() -> None:
+    assert REQUIRED <= {path.stem for path in HISTORY_FILES}
+
+
+@pytest.mark.parametrize("path", HISTORY_FILES, ids=[path.stem for path in HISTORY_FILES])
+async def test_history_replays(path: Path) -> None:
+    history = load(path)
+    assert history.events, f"{path.name} holds no events"
+    replayer = Replayer(workflows=[TrainingJobWorkflow], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
