@@ -16,13 +16,13 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
-from jobs.config import Settings
+from core.settings import Settings
+from workflows.models import SEARCH_ATTRIBUTE_NAMES
 
 log = logging.getLogger("devstack")
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_GRACE_SECONDS = 15.0
-SEARCH_ATTRIBUTES = ("JobId=Keyword", "JobName=Keyword", "Trigger=Keyword")
 
 TEMPORAL = "Temporal dev server"
 
@@ -49,8 +49,8 @@ def _temporal_argv(settings: Settings, cli: Path) -> list[str]:
     argv = [str(cli), "server", "start-dev", "--ip", host, "--port", port]
     argv += ["--ui-port", str(ui_port), "--db-filename", str(settings.data_dir / "temporal.db")]
     argv += ["--namespace", settings.temporal_namespace, "--log-level", "warn"]
-    for attribute in SEARCH_ATTRIBUTES:
-        argv += ["--search-attribute", attribute]
+    for name in SEARCH_ATTRIBUTE_NAMES:
+        argv += ["--search-attribute", f"{name}=Keyword"]
     return argv
 
 
@@ -104,7 +104,7 @@ def _supervise(settings: Settings, children: Children) -> int:
             log.error("Temporal did not accept connections on %s", settings.temporal_address)
         return 1
 
-    migrate = subprocess.run([sys.executable, "-m", "jobs.migrate"], check=False, process_group=0)
+    migrate = subprocess.run([sys.executable, "-m", "store.migrate"], check=False, process_group=0)
     if _stop_requested:
         return 0
     if migrate.returncode != 0:

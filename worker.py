@@ -18,31 +18,21 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from activities.bookkeeping import RunStoreActivities
 from activities.notify import NotifyActivities
-from activities.runtime import TrainingActivities
-from activities.store import RunStoreActivities
-from jobs.config import Settings
-from jobs.db import create_engine, create_sessionmaker
-from jobs.logging_setup import LogContextInterceptor, configure_logging
-from jobs.reconciler import RunReconciler
-from jobs.schedules import JobSchedules, TemporalConnection
+from activities.training import TrainingActivities
+from core.logging import configure_logging
+from core.settings import Settings
+from jobs.creation import JobCreator
+from jobs.temporal import JobSchedules, TemporalConnection
 from runtimes.base import ContainerRuntime
+from runtimes.factory import build_runtime
+from store.db import create_engine, create_sessionmaker
+from supervision.interceptors import LogContextInterceptor
+from supervision.run_reconciler import RunReconciler
 from workflows.training import TrainingJobWorkflow
 
 logger = logging.getLogger(__name__)
-
-
-def build_runtime(settings: Settings) -> ContainerRuntime:
-    """The runtime the operator chose; the local-process one only when asked for by name."""
-    if settings.runtime == "process":
-        from runtimes.process import ProcessRuntime
-
-        return ProcessRuntime(settings.data_dir.resolve() / "process-runtime")
-    from runtimes.docker import DockerRuntime
-
-    return DockerRuntime(
-        network_mode=settings.container_network, pull_policy=settings.image_pull_policy
-    )
 
 
 async def connect(settings: Settings) -> Client:
@@ -70,14 +60,16 @@ async def build_worker(
     settings: Settings, client: Client, runtime: ContainerRuntime | None = None
 ) -> AsyncIterator[Worker]:
     """A worker with every workflow and activity registered; the engine is closed on exit."""
-    engine = create_engine(settings.sqlalchemy_url)
+    engine = create_engine(settings.sqlalchemy_url, settings.database_pool)
     sessions = create_sessionmaker(engine)
     schedules = JobSchedules(
         TemporalConnection.of(client),
         settings.task_queue,
         timedelta(seconds=settings.rpc_timeout_seconds),
     )
-    store_activities = RunStoreActivities(sessions, settings, schedules)
+    store_activities = RunStoreActivities(
+        sessions, settings, JobCreator(sessions, schedules, settings)
+    )
     training = TrainingActivities(runtime or build_runtime(settings), sessions, settings)
     notify = NotifyActivities(sessions, settings)
     try:
@@ -106,7 +98,7 @@ async def main() -> None:
     configure_logging(settings)
     client = await connect(settings)
     runtime = build_runtime(settings)
-    engine = create_engine(settings.sqlalchemy_url)
+    engine = create_engine(settings.sqlalchemy_url, settings.database_pool)
     reconciler = RunReconciler(create_sessionmaker(engine), client, runtime, settings)
     async with build_worker(settings, client, runtime) as worker:
         reconciling = asyncio.create_task(reconciler.run_forever())

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from jobs.config import Settings
+from core.settings import Settings
 from jobs.fields import NotificationSettings
-from jobs.models import Job, Run
 from notifications import DeliveryFailed, redact
 from notifications.email import EmailChannel
-from notifications.messages import RunFacts, build_facts
+from notifications.messages import RunFacts, describe_progress, split_error
 from notifications.slack import SlackChannel
-from notifications.store import DeliveryStatus, already_sent, record_delivery
+from store import jobs as job_store
+from store import runs as run_store
+from store.deliveries import DeliveryStatus, already_sent, record_delivery
+from store.models import Job, Run
 from workflows.models import NOTIFY_RUN_STATUS, RunStatusUpdate
 
 NOTIFICATION_FAILED = "NotificationFailed"
@@ -52,8 +54,8 @@ class NotifyActivities:
                 sends only to the channels not yet recorded as sent.
         """
         async with self._sessions() as session:
-            job = await session.get(Job, update.job_id)
-            run = await session.get(Run, update.run_id)
+            job = await job_store.find_job(session, update.job_id)
+            run = await run_store.find_run(session, update.run_id)
         if job is None or run is None:
             activity.logger.info("run %s is gone; no notification", update.run_id)
             return
@@ -164,3 +166,24 @@ def _job_preferences(job: Job) -> NotificationSettings:
     except ValidationError:
         activity.logger.warning("job %s has unreadable notification settings", job.job_id)
         return NotificationSettings()
+
+
+def build_facts(update: RunStatusUpdate, job: Job, run: Run, settings: Settings) -> RunFacts:
+    """Gather the facts of ``update`` from the job and run records and the settings."""
+    error, log_lines = split_error(update.error_message)
+    final = update.status in ("completed", "failed", "cancelled")
+    return RunFacts(
+        job_id=job.job_id,
+        job_name=job.name,
+        run_id=update.run_id,
+        status=update.status,
+        attempt=update.attempt,
+        # A run's spec cannot change while it runs (PUT answers 409), so this is the run's.
+        attempts_allowed=job.max_retries + 1,
+        duration=max(update.at - run.started_at, timedelta(0)) if final else None,
+        exit_code=update.exit_code,
+        error=error if update.status in ("retrying", "failed", "cancelled") else None,
+        log_lines=log_lines if update.status in ("retrying", "failed") else None,
+        progress=describe_progress(run.progress) if update.status == "completed" else None,
+        run_url=settings.run_ui_url(update.run_id),
+    )

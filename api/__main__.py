@@ -5,8 +5,8 @@ from __future__ import annotations
 import uvicorn
 
 from api.app import create_app
-from jobs.config import Settings
-from jobs.logging_setup import configure_logging
+from core.logging import configure_logging
+from core.settings import Settings
 
 
 def main() -> None:

@@ -16,14 +16,15 @@ from api.auth import require_api_key
 from api.errors import install_error_handlers
 from api.log_context import LogContextMiddleware, bind_path_job_id
 from api.metrics import ApiMetrics, HttpMetricsMiddleware
-from api.routes import docs, health, jobs, metrics, runs, scheduling, stats
-from jobs.config import Settings
-from jobs.db import create_engine, create_sessionmaker
-from jobs.history import RunHistory
-from jobs.runs import RunService
-from jobs.schedules import JobSchedules, TemporalConnection, register_search_attributes
-from jobs.scheduling import SchedulingService
+from api.routes import docs, health, jobs, metrics, runs, schedule, stats
+from core.settings import Settings
+from jobs.creation import JobCreator
+from jobs.run_control import RunService
+from jobs.run_history import RunHistory
+from jobs.schedule_control import SchedulingService
 from jobs.service import JobService
+from jobs.temporal import JobSchedules, TemporalConnection, register_search_attributes
+from store.db import create_engine, create_sessionmaker
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ async def _reconcile_forever(
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    engine = create_engine(settings.sqlalchemy_url)
+    engine = create_engine(settings.sqlalchemy_url, settings.database_pool)
     rpc_timeout = timedelta(seconds=settings.rpc_timeout_seconds)
     temporal = TemporalConnection(
         settings.temporal_address, settings.temporal_namespace, rpc_timeout
@@ -56,6 +57,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.temporal = temporal
     app.state.jobs = service
+    app.state.creator = JobCreator(sessions, schedules, settings)
     app.state.scheduling = scheduling
     app.state.history = RunHistory(sessions, settings)
     app.state.runs = RunService(sessions, schedules, settings)
@@ -101,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     protected = [Depends(require_api_key)]
     app.include_router(jobs.router, dependencies=protected)
     app.include_router(runs.router, dependencies=protected)
-    app.include_router(scheduling.router, dependencies=protected)
+    app.include_router(schedule.router, dependencies=protected)
     app.include_router(stats.router, dependencies=protected)
     app.include_router(metrics.router, dependencies=protected)
     return app

@@ -6,7 +6,7 @@ import secrets
 
 from fastapi import HTTPException, Request
 
-from jobs.config import Settings
+from core.settings import Settings
 
 
 def _presented_key(request: Request) -> str | None:

@@ -7,17 +7,23 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobs.config import Settings
-from jobs.history import RunHistory
-from jobs.runs import RunService
-from jobs.schedules import TemporalConnection
-from jobs.scheduling import SchedulingService
+from core.settings import Settings
+from jobs.creation import JobCreator
+from jobs.run_control import RunService
+from jobs.run_history import RunHistory
+from jobs.schedule_control import SchedulingService
 from jobs.service import JobService
+from jobs.temporal import TemporalConnection
 
 
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def get_job_creator(request: Request) -> JobCreator:
+    creator: JobCreator = request.app.state.creator
+    return creator
 
 
 def get_job_service(request: Request) -> JobService:
@@ -51,6 +57,7 @@ def get_temporal(request: Request) -> TemporalConnection:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+JobCreatorDep = Annotated[JobCreator, Depends(get_job_creator)]
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]
 RunServiceDep = Annotated[RunService, Depends(get_run_service)]
 SchedulingDep = Annotated[SchedulingService, Depends(get_scheduling)]

@@ -12,7 +12,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
-from jobs.errors import (
+from core.errors import (
     DuplicateJobName,
     InvalidInput,
     JobNotFound,
@@ -21,8 +21,8 @@ from jobs.errors import (
     OrchestratorError,
     ServiceUnavailable,
 )
-from jobs.history import RunNotFound
-from jobs.schemas import ErrorBody
+from jobs.responses import ErrorBody
+from jobs.run_history import RunNotFound
 
 logger = logging.getLogger(__name__)
 

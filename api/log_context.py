@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from jobs.logging_setup import bind_job_id, log_context
+from core.logging import bind_job_id, log_context
 
 
 class LogContextMiddleware:

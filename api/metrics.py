@@ -10,56 +10,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobs import store
-from jobs.models import NotificationDelivery, Run
-from jobs.status import JobStatus
+from store.metrics import StoreSnapshot
+from workflows.models import JobStatus
 
 # Label for requests no route answers (404s), so random paths cannot blow up the series.
 UNMATCHED_ROUTE = "<unmatched>"
 RUN_OUTCOMES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
-@dataclass
-class StoreSnapshot:
-    """The SQL-derived figures of one scrape."""
-
-    jobs_by_status: dict[JobStatus, int] = field(default_factory=dict)
-    runs_started: int = 0
-    runs_by_status: dict[JobStatus, int] = field(default_factory=dict)
-    run_retries: int = 0
-    notification_failures: int = 0
-
-
-async def read_snapshot(session: AsyncSession) -> StoreSnapshot:
-    """Aggregate queries only: a scrape costs the same with ten runs or a million."""
-    runs = await session.execute(
-        select(Run.status, func.count(), func.coalesce(func.sum(Run.retry_count), 0)).group_by(
-            Run.status
-        )
-    )
-    snapshot = StoreSnapshot(jobs_by_status=await store.count_by_status(session))
-    for status, count, retries in runs.all():
-        snapshot.runs_started += int(count)
-        snapshot.run_retries += int(retries)
-        snapshot.runs_by_status[JobStatus(status)] = int(count)
-    failures = await session.scalar(
-        select(func.count())
-        .select_from(NotificationDelivery)
-        .where(NotificationDelivery.status == "failed")
-    )
-    snapshot.notification_failures = int(failures or 0)
-    return snapshot
 
 
 class _StoreCollector(Collector):

@@ -29,9 +29,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from jobs.config import Settings
-from jobs.migrate import upgrade
-from jobs.schedules import SEARCH_ATTRIBUTES
+from core.settings import Settings
+from jobs.temporal import SEARCH_ATTRIBUTES
+from store.migrate import upgrade
 from worker import build_worker
 
 IMAGE = "orchestrator-bench-busybox:latest"

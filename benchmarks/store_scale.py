@@ -27,11 +27,11 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from jobs import store
-from jobs.db import create_engine, create_sessionmaker
-from jobs.migrate import upgrade
-from jobs.models import Job
-from jobs.status import JobStatus
+from store import jobs as job_store
+from store.db import create_engine, create_sessionmaker
+from store.migrate import upgrade
+from store.models import Job
+from workflows.models import JobStatus
 
 log = logging.getLogger("store_scale")
 
@@ -95,13 +95,13 @@ def operations(jobs: int, page_size: int, status: JobStatus) -> dict[str, tuple[
     page = deep_page(jobs, page_size)
 
     async def list_first(session: AsyncSession) -> Any:
-        return await store.list_jobs(session, None, 1, page_size)
+        return await job_store.list_jobs(session, None, 1, page_size)
 
     async def list_deep(session: AsyncSession) -> Any:
-        return await store.list_jobs(session, None, page, page_size)
+        return await job_store.list_jobs(session, None, page, page_size)
 
     async def list_filtered(session: AsyncSession) -> Any:
-        return await store.list_jobs(session, status, 1, page_size)
+        return await job_store.list_jobs(session, status, 1, page_size)
 
     async def count_filtered(session: AsyncSession) -> Any:
         # The count statement list_jobs issues for a status filter, alone.
@@ -114,7 +114,7 @@ def operations(jobs: int, page_size: int, status: JobStatus) -> dict[str, tuple[
         return await session.scalar(select(func.count()).select_from(Job))
 
     async def stats(session: AsyncSession) -> Any:
-        return await store.count_by_status(session)
+        return await job_store.count_by_status(session)
 
     return {
         "list page 1": ("page + total", list_first),

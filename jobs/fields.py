@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from jobs.cron import validate_cron
+from workflows.models import NotifyEvent
 
 JobName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 ImageRef = Annotated[
@@ -91,7 +92,6 @@ Env = Annotated[
 ]
 SecretEnv = Annotated[list[EnvName], Field(max_length=100)]
 TimeoutSeconds = Annotated[StrictInt, Field(ge=1, le=30 * 24 * 3600)]
-ResumePolicy = Literal["retries", "always", "never"]
 
 
 class Resources(BaseModel):
@@ -109,7 +109,6 @@ class Resources(BaseModel):
     ) = None
 
 
-NotifyEvent = Literal["running", "retrying", "completed", "failed", "cancelled"]
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 

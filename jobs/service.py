@@ -14,16 +14,18 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from jobs import store, views
-from jobs.config import Settings
-from jobs.errors import DuplicateJobName, JobRunning
-from jobs.fields import NotificationSettings
-from jobs.models import Job, ScheduleEvent, utcnow
-from jobs.schedules import JobSchedules
-from jobs.scheduling import SchedulingService
-from jobs.schemas import JobCreate, JobResponse, JobUpdate, Stats
-from jobs.status import JobStatus
-from notifications import validate_job_notifications
+from core.errors import DuplicateJobName, JobRunning
+from core.settings import Settings
+from jobs import views
+from jobs.notification_rules import validate_job_notifications
+from jobs.requests import JobUpdate
+from jobs.responses import JobResponse, Stats
+from jobs.schedule_control import SchedulingService
+from jobs.temporal import JobSchedules
+from store import jobs as job_store
+from store import journal, schedule_events
+from store.models import Job, utcnow
+from workflows.models import JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -35,49 +37,23 @@ class JobService:
         self,
         sessions: async_sessionmaker[AsyncSession],
         schedules: JobSchedules,
-        settings: Settings | None = None,
-        scheduling: SchedulingService | None = None,
+        settings: Settings,
+        scheduling: SchedulingService,
     ):
         self._sessions = sessions
         self._schedules = schedules
         self._settings = settings
         self._scheduling = scheduling
 
-    async def create(self, body: JobCreate) -> Job:
-        self._check_notifications(body.notifications)
-        async with self._sessions() as session:
-            if await store.name_taken(session, body.name):
-                raise DuplicateJobName(body.name)
-            job_id = await store.issue_job_id(session)
-            # A one-off job runs at once because its creator asked for it.
-            trigger = "manual" if body.schedule is None else None
-            job = store.new_job(job_id, body, pending_trigger=trigger)
-            await store.journal_schedule_change(session, job_id)
-            session.add(job)
-            try:
-                # Committed before the schedule exists: a one-off job's run starts at once
-                # and must find its row.
-                await session.commit()
-            except IntegrityError:
-                await session.rollback()
-                await store.clear_schedule_change(session, job_id)
-                raise DuplicateJobName(body.name) from None
-            try:
-                await self._schedules.create(job, trigger_now=job.schedule is None)
-            except BaseException:
-                await store.delete_job_rows(session, job_id)
-                await session.commit()
-                raise
-            await store.clear_schedule_change(session, job_id)
-            return job
-
     async def get(self, job_id: str) -> JobResponse:
         async with self._sessions() as session:
-            return await self.view(await store.get_job(session, job_id))
+            job = await job_store.get_job(session, job_id)
+        # The session is closed first: a request never holds two pooled connections.
+        return await self.view(job)
 
     async def view(self, job: Job) -> JobResponse:
         """A single-job response: read from Temporal too (next run times, pause state)."""
-        next_times = await self._scheduling.next_run_times(job) if self._scheduling else None
+        next_times = await self._scheduling.next_run_times(job)
         async with self._sessions() as session:
             response = await views.job_view(session, job)
             response.latest_run_notifications = await views.deliveries(session, job.latest_run_id)
@@ -88,13 +64,13 @@ class JobService:
         self, status: JobStatus | None, page: int, page_size: int
     ) -> tuple[list[JobResponse], int]:
         async with self._sessions() as session:
-            rows, total = await store.list_jobs(session, status, page, page_size)
+            rows, total = await job_store.list_jobs(session, status, page, page_size)
             return await views.job_views(session, rows), total
 
     async def stats(self) -> Stats:
         async with self._sessions() as session:
-            counts = await store.count_by_status(session)
-            paused, scheduled = await store.count_schedule_states(session)
+            counts = await job_store.count_by_status(session)
+            paused, scheduled = await job_store.count_schedule_states(session)
         return Stats(
             total_jobs=sum(counts.values()),
             **{status.value: number for status, number in counts.items()},
@@ -105,27 +81,21 @@ class JobService:
     async def update(self, job_id: str, body: JobUpdate) -> Job:
         changes: dict[str, Any] = body.changes()
         if "notifications" in changes:
-            self._check_notifications(body.notifications)
+            validate_job_notifications(self._settings, body.notifications)
         async with self._sessions() as session:
-            job = await store.get_job(session, job_id)
+            job = await job_store.get_job(session, job_id)
             _refuse_if_active(job, "update")
-            if "name" in changes and await store.name_taken(
+            if "name" in changes and await job_store.name_taken(
                 session, changes["name"], except_job=job_id
             ):
                 raise DuplicateJobName(changes["name"])
             if not changes:
                 return job
-            await store.journal_schedule_change(session, job_id)
-            job = await store.get_job(session, job_id)
+            await journal.journal_schedule_change(session, job_id)
+            job = await job_store.get_job(session, job_id)
             if "paused" in changes and changes["paused"] != job.paused:
-                session.add(
-                    ScheduleEvent(
-                        job_id=job_id,
-                        event="paused" if changes["paused"] else "resumed",
-                        note="Changed with PUT /jobs/{job_id}",
-                        actor="api",
-                        at=utcnow(),
-                    )
+                schedule_events.add_pause_event(
+                    session, job_id, changes["paused"], "Changed with PUT /jobs/{job_id}", "api"
                 )
             for key, value in changes.items():
                 setattr(job, key, value)
@@ -134,34 +104,29 @@ class JobService:
                 await session.flush()
             except IntegrityError:
                 await session.rollback()
-                await store.clear_schedule_change(session, job_id)
+                await journal.clear_schedule_change(session, job_id)
                 raise DuplicateJobName(changes.get("name", job.name)) from None
             # The transaction stays open while Temporal is told, so a failure there rolls
             # the row back; a crash in between is repaired from the journal.
             await self._schedules.update(job)
             await session.commit()
-            await store.clear_schedule_change(session, job_id)
+            await journal.clear_schedule_change(session, job_id)
             return job
-
-    def _check_notifications(self, notifications: NotificationSettings | None) -> None:
-        # Without settings (tests building a bare service) there is nothing to check against.
-        if self._settings is not None:
-            validate_job_notifications(self._settings, notifications)
 
     async def delete(self, job_id: str) -> None:
         async with self._sessions() as session:
-            job = await store.get_job(session, job_id)
+            job = await job_store.get_job(session, job_id)
             _refuse_if_active(job, "delete")
-            await store.journal_schedule_change(session, job_id)
-            await store.delete_job_rows(session, job_id)
+            await journal.journal_schedule_change(session, job_id)
+            await job_store.delete_job_rows(session, job_id)
             await session.flush()
             await self._schedules.delete(job_id)
             await session.commit()
-            await store.clear_schedule_change(session, job_id)
+            await journal.clear_schedule_change(session, job_id)
 
     async def retry(self, job_id: str) -> Job:
         async with self._sessions() as session:
-            job = await store.get_job(session, job_id)
+            job = await job_store.get_job(session, job_id)
             _refuse_if_active(job, "retry")
             previous_start = job.started_at
             previous: dict[str, Any] = {
@@ -194,10 +159,10 @@ class JobService:
         """Replay journal entries older than ``older_than``; returns how many were repaired."""
         repaired = 0
         async with self._sessions() as session:
-            job_ids = await store.pending_schedule_changes(session, older_than)
+            job_ids = await journal.pending_schedule_changes(session, older_than)
         for job_id in job_ids:
             async with self._sessions() as session:
-                job = await session.get(Job, job_id)
+                job = await job_store.find_job(session, job_id)
                 if job is None:
                     await self._schedules.delete(job_id)
                 elif await self._schedules.exists(job_id):
@@ -205,7 +170,7 @@ class JobService:
                 else:
                     never_ran = job.latest_run_id is None and job.schedule is None
                     await self._schedules.create(job, trigger_now=never_ran)
-                await store.clear_schedule_change(session, job_id)
+                await journal.clear_schedule_change(session, job_id)
                 logger.info("reconciled schedule of %s with SQL", job_id)
                 repaired += 1
         return repaired

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs.models import Job, NotificationDelivery, Run
-from jobs.schemas import Delivery, JobResponse, Progress
+from jobs.responses import Delivery, JobResponse, Progress
+from store import runs as run_store
+from store.deliveries import deliveries_of_runs
+from store.models import Job, Run
 
 
 def progress_of(run: Run | None) -> Progress | None:
@@ -35,17 +36,15 @@ def job_response(job: Job, run: Run | None) -> JobResponse:
 
 
 async def job_view(session: AsyncSession, job: Job) -> JobResponse:
-    run = await session.get(Run, job.latest_run_id) if job.latest_run_id else None
+    run = await run_store.find_run(session, job.latest_run_id) if job.latest_run_id else None
     return job_response(job, run)
 
 
 async def job_views(session: AsyncSession, jobs: Sequence[Job]) -> list[JobResponse]:
     """Responses for a page of jobs, their latest runs fetched in one query."""
-    run_ids = [job.latest_run_id for job in jobs if job.latest_run_id]
-    runs: dict[str, Run] = {}
-    if run_ids:
-        rows = await session.scalars(select(Run).where(Run.run_id.in_(run_ids)))
-        runs = {run.run_id: run for run in rows}
+    runs = await run_store.runs_by_id(
+        session, [job.latest_run_id for job in jobs if job.latest_run_id]
+    )
     return [job_response(job, runs.get(job.latest_run_id or "")) for job in jobs]
 
 
@@ -53,9 +52,5 @@ async def deliveries(session: AsyncSession, run_id: str | None) -> list[Delivery
     """Notifications sent (or failed) about one run, oldest first."""
     if run_id is None:
         return []
-    rows = await session.scalars(
-        select(NotificationDelivery)
-        .where(NotificationDelivery.run_id == run_id)
-        .order_by(NotificationDelivery.created_at, NotificationDelivery.id)
-    )
+    rows = (await deliveries_of_runs(session, [run_id]))[run_id]
     return [Delivery.model_validate(row) for row in rows]

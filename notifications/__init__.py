@@ -1,16 +1,13 @@
 """Notifications of run status changes on Slack and by email.
 
-The notify activity (``activities/notify.py``) drives the channels in this package; the API
-calls :func:`validate_job_notifications` so that a per-job setting the worker could not honour
-is refused when the job is written, not discovered when a run ends. This module stays free of
-Slack and SMTP imports because the API imports it.
+The notify activity (``activities/notify.py``) gathers the facts of a transition and drives
+the channels in this package; channels receive facts, never the store. This module stays free
+of Slack and SMTP imports.
 """
 
 from __future__ import annotations
 
-from jobs.config import Settings
-from jobs.errors import InvalidInput
-from jobs.fields import NotificationSettings
+from core.settings import Settings
 
 REDACTED = "[redacted]"
 
@@ -21,38 +18,6 @@ class DeliveryFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def validate_job_notifications(
-    settings: Settings, notifications: NotificationSettings | None
-) -> None:
-    """Refuse per-job notification settings that this deployment cannot carry out.
-
-    Args:
-        settings: The server's settings (which channels exist and how they are reached).
-        notifications: The job's ``notifications`` field as sent by the client.
-
-    Raises:
-        InvalidInput: A per-job Slack channel without a bot token (an incoming webhook posts
-            only to its own channel), or per-job email recipients without SMTP.
-    """
-    if notifications is None:
-        return
-    if notifications.slack_channel and not settings.slack_bot_token:
-        if settings.slack_webhook_url:
-            raise InvalidInput(
-                "notifications.slack_channel: this server posts to Slack through an incoming "
-                "webhook (SLACK_WEBHOOK_URL), which always posts to its own channel; a per-job "
-                "channel needs SLACK_BOT_TOKEN"
-            )
-        raise InvalidInput(
-            "notifications.slack_channel: Slack is not configured on this server "
-            "(a per-job channel needs SLACK_BOT_TOKEN)"
-        )
-    if notifications.email_to and not settings.smtp_host:
-        raise InvalidInput(
-            "notifications.email_to: email is not configured on this server (SMTP_HOST)"
-        )
 
 
 def secret_values(settings: Settings) -> list[str]:

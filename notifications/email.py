@@ -10,7 +10,7 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
 
-from jobs.config import Settings
+from core.settings import Settings
 from notifications import DeliveryFailed
 from notifications.messages import RunFacts
 

@@ -6,10 +6,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from jobs.config import Settings
-from jobs.models import Job, Run
-from workflows.models import RunStatusUpdate
-
 # How workflows/training.py joins an attempt's last log lines to its error message.
 LOG_LINES_MARKER = "; last log lines:\n"
 MAX_LOG_LINES = 15
@@ -76,27 +72,6 @@ class RunFacts:
             lines += ["", "Last log lines:", self.log_lines]
         lines += ["", f"Temporal UI: {self.run_url}"]
         return "\n".join(lines)
-
-
-def build_facts(update: RunStatusUpdate, job: Job, run: Run, settings: Settings) -> RunFacts:
-    """Gather the facts of ``update`` from the job and run records and the settings."""
-    error, log_lines = split_error(update.error_message)
-    final = update.status in ("completed", "failed", "cancelled")
-    return RunFacts(
-        job_id=job.job_id,
-        job_name=job.name,
-        run_id=update.run_id,
-        status=update.status,
-        attempt=update.attempt,
-        # A run's spec cannot change while it runs (PUT answers 409), so this is the run's.
-        attempts_allowed=job.max_retries + 1,
-        duration=max(update.at - run.started_at, timedelta(0)) if final else None,
-        exit_code=update.exit_code,
-        error=error if update.status in ("retrying", "failed", "cancelled") else None,
-        log_lines=log_lines if update.status in ("retrying", "failed") else None,
-        progress=describe_progress(run.progress) if update.status == "completed" else None,
-        run_url=settings.run_ui_url(update.run_id),
-    )
 
 
 def split_error(message: str | None) -> tuple[str | None, str | None]:

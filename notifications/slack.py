@@ -14,7 +14,7 @@ from typing import Any
 from slack_sdk import WebClient, WebhookClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from jobs.config import Settings
+from core.settings import Settings
 from notifications import DeliveryFailed
 from notifications.messages import STATUS_EMOJI, RunFacts
 

@@ -87,6 +87,12 @@ class InvalidSpecError(Exception):
 class ContainerRuntime(Protocol):
     """A place to run training attempts. Every method is async and never blocks the loop."""
 
+    @property
+    def mounts_checkpoints(self) -> bool:
+        """True when the unit sees the job's checkpoint directory at ``checkpoint_path``
+        (a bind mount); False when it runs on the host and sees the host directory."""
+        ...
+
     async def start(self, spec: ContainerSpec) -> StartResult:
         """Start the unit named ``spec.name``, or reattach to it if it already exists.
 

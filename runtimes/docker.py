@@ -48,6 +48,11 @@ class DockerRuntime:
     activity find and follow the container a crashed worker left behind.
     """
 
+    @property
+    def mounts_checkpoints(self) -> bool:
+        """True: the checkpoint directory is bind-mounted at the job's ``checkpoint_path``."""
+        return True
+
     def __init__(
         self,
         client_factory: Callable[[], docker.DockerClient] = docker.from_env,

@@ -65,6 +65,11 @@ class ProcessRuntime:
     directory, without a shell: ``spec.command`` is an argv list.
     """
 
+    @property
+    def mounts_checkpoints(self) -> bool:
+        """False: the trainer runs on the host and sees the host directory itself."""
+        return False
+
     def __init__(self, state_dir: Path) -> None:
         """Keep unit directories under ``state_dir`` (created on first start).
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 from temporalio.client import Client
 
-from jobs.config import Settings
+from core.settings import Settings
 from tests.conftest import api_client, make_settings, unique_name
 
 JOB = {"image": "trainer:latest", "command": ["python", "train.py"], "schedule": "0 2 * * *"}

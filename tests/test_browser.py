@@ -29,9 +29,9 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from jobs.config import Settings
-from jobs.migrate import upgrade
-from jobs.schedules import SEARCH_ATTRIBUTES
+from core.settings import Settings
+from jobs.temporal import SEARCH_ATTRIBUTES
+from store.migrate import upgrade
 from tests.conftest import (
     TEMPORAL_CLI,
     api_client,

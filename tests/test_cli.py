@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from jobs.config import Settings
+from core.settings import Settings
 from tests.conftest import free_port, live_server, unique_name
 
 ORCHESTRATOR = str(Path(sys.executable).parent / "orchestrator")

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from workflows.models import SEARCH_ATTRIBUTE_NAMES
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SERVICES = {
@@ -150,10 +152,10 @@ def test_migrations_and_search_attributes_come_before_api_and_worker() -> None:
         depends_on = _service(name)["depends_on"]
         for one_shot in ONE_SHOT:
             assert depends_on[one_shot]["condition"] == "service_completed_successfully"
-    assert _service("migrate")["command"] == ["python", "-m", "jobs.migrate"]
+    assert _service("migrate")["command"] == ["python", "-m", "store.migrate"]
     registration = " ".join(_service("temporal-admin-tools")["command"])
     assert "search-attribute create" in registration
-    for attribute in ("JobId", "JobName", "Trigger"):
+    for attribute in SEARCH_ATTRIBUTE_NAMES:
         assert attribute in registration
 
 

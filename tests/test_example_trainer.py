@@ -10,7 +10,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from jobs.config import Settings
+from core.settings import Settings
 from runtimes.base import unit_name
 from runtimes.process import ProcessRuntime
 from tests.conftest import api_client, eventually, unique_name, wait_for_status

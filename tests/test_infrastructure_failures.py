@@ -6,7 +6,7 @@ import docker
 import httpx
 from temporalio.client import Client
 
-from jobs.config import Settings
+from core.settings import Settings
 from runtimes.docker import DockerRuntime
 from tests.conftest import api_client, unique_name, wait_for_status
 from worker import build_worker

@@ -313,8 +313,8 @@ async def test_job_ids_are_never_reused(api: httpx.AsyncClient, settings: Any) -
     assert (await api.delete(f"/jobs/{job['job_id']}")).status_code == 204
     from sqlalchemy import select
 
-    from jobs.db import create_engine, create_sessionmaker
-    from jobs.models import IssuedJobId
+    from store.db import create_engine, create_sessionmaker
+    from store.models import IssuedJobId
 
     engine = create_engine(settings.sqlalchemy_url)
     async with create_sessionmaker(engine)() as session:

@@ -22,9 +22,9 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from jobs.config import Settings
-from jobs.logging_setup import build_handler, log_context
-from jobs.migrate import upgrade
+from core.logging import build_handler, log_context
+from core.settings import Settings
+from store.migrate import upgrade
 from tests.conftest import api_client, eventually, make_settings, unique_name, wait_for_status
 from tests.test_metrics import free_port
 

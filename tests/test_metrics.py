@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
 from api.app import create_app
-from jobs.config import Settings
-from jobs.migrate import upgrade
+from core.settings import Settings
+from store.migrate import upgrade
 from tests.conftest import (
     api_client,
     eventually,

@@ -27,9 +27,10 @@ from aiosmtpd.smtp import AuthResult, Envelope, Session
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowFailureError
 
-from jobs.config import Settings
-from jobs.db import create_engine, create_sessionmaker
-from notifications.store import DeliveryView, deliveries_for_run
+from core.settings import Settings
+from jobs.responses import Delivery
+from store.db import create_engine, create_sessionmaker
+from store.deliveries import deliveries_of_runs
 from tests.conftest import api_client, make_settings, unique_name, wait_for_status
 from worker import build_worker
 
@@ -213,16 +214,17 @@ async def run_job(
     return job
 
 
-async def deliveries(settings: Settings, run_id: str) -> list[DeliveryView]:
+async def deliveries(settings: Settings, run_id: str) -> list[Delivery]:
     engine = create_engine(settings.sqlalchemy_url)
     try:
         async with create_sessionmaker(engine)() as session:
-            return await deliveries_for_run(session, run_id)
+            rows = (await deliveries_of_runs(session, [run_id]))[run_id]
+            return [Delivery.model_validate(row) for row in rows]
     finally:
         await engine.dispose()
 
 
-def outcomes(views: list[DeliveryView]) -> set[tuple[str, str, str]]:
+def outcomes(views: list[Delivery]) -> set[tuple[str, str, str]]:
     return {(view.channel, view.event, view.status) for view in views}
 
 

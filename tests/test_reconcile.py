@@ -12,13 +12,14 @@ from datetime import timedelta
 import pytest
 from temporalio.client import Client
 
-from jobs import store
-from jobs.config import Settings
-from jobs.db import create_engine, create_sessionmaker
-from jobs.models import Job, utcnow
-from jobs.schedules import JobSchedules, TemporalConnection
-from jobs.status import JobStatus
+from core.settings import Settings
+from jobs.temporal import JobSchedules, TemporalConnection
+from store import jobs as job_store
+from store import journal
+from store.db import create_engine, create_sessionmaker
+from store.models import Job, utcnow
 from tests.conftest import api_client, unique_name, wait_for_status
+from workflows.models import JobStatus
 
 
 @pytest.fixture
@@ -52,8 +53,8 @@ async def test_schedule_without_a_row_is_deleted(
 ) -> None:
     sessions, schedules = parts
     async with sessions() as session:
-        job_id = await store.issue_job_id(session)
-        await store.journal_schedule_change(session, job_id)
+        job_id = await job_store.issue_job_id(session)
+        await journal.journal_schedule_change(session, job_id)
     # Crash after the schedule was created, before the row was committed.
     await schedules.create(new_job(job_id, "x", ["true"], "0 2 * * *"), trigger_now=False)
     assert await schedules.exists(job_id)
@@ -62,7 +63,7 @@ async def test_schedule_without_a_row_is_deleted(
         assert not await schedules.exists(job_id)
         assert (await api.get(f"/jobs/{job_id}")).status_code == 404
     async with sessions() as session:
-        assert await store.pending_schedule_changes(session, timedelta(0)) == []
+        assert await journal.pending_schedule_changes(session, timedelta(0)) == []
 
 
 async def test_row_without_a_schedule_gets_one_and_runs(
@@ -70,8 +71,8 @@ async def test_row_without_a_schedule_gets_one_and_runs(
 ) -> None:
     sessions, schedules = parts
     async with sessions() as session:
-        job_id = await store.issue_job_id(session)
-        await store.journal_schedule_change(session, job_id)
+        job_id = await job_store.issue_job_id(session)
+        await journal.journal_schedule_change(session, job_id)
         session.add(new_job(job_id, busybox_image, ["sh", "-c", "echo repaired"], None))
         await session.commit()
     # Crash after the row was committed, before the schedule was created.
@@ -89,13 +90,13 @@ async def test_schedule_ahead_of_a_rolled_back_update_is_reset(
 ) -> None:
     sessions, schedules = parts
     async with sessions() as session:
-        job_id = await store.issue_job_id(session)
+        job_id = await job_store.issue_job_id(session)
         job = new_job(job_id, "x", ["true"], "0 2 * * *")
         session.add(job)
         await session.commit()
         await schedules.create(job, trigger_now=False)
         # PUT told Temporal "0 5 * * *" and died before its SQL transaction committed.
-        await store.journal_schedule_change(session, job_id)
+        await journal.journal_schedule_change(session, job_id)
         job.schedule = "0 5 * * *"
         await schedules.update(job)
         await session.rollback()

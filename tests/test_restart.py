@@ -13,8 +13,8 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from jobs.config import Settings
-from jobs.schedules import SEARCH_ATTRIBUTES
+from core.settings import Settings
+from jobs.temporal import SEARCH_ATTRIBUTES
 from runtimes.base import LABEL_JOB_ID, ContainerRuntime
 from runtimes.docker import DockerRuntime
 from runtimes.process import ProcessRuntime
@@ -134,7 +134,7 @@ async def test_jobs_and_schedules_survive_a_server_restart(
 
     env = await server()
     local = make_settings(env.client, tmp_path, task_queue="tests-persist")
-    from jobs.migrate import upgrade
+    from store.migrate import upgrade
 
     await asyncio.to_thread(upgrade, local.sqlalchemy_url)
     async with api_client(local) as api:

@@ -8,11 +8,11 @@ import docker
 import httpx
 from temporalio.client import Client
 
-from jobs.config import Settings
-from jobs.db import create_engine, create_sessionmaker
-from jobs.reconciler import RunReconciler
+from core.settings import Settings
 from runtimes.base import LABEL_JOB_ID, ContainerSpec, unit_name
 from runtimes.docker import DockerRuntime
+from store.db import create_engine, create_sessionmaker
+from supervision.run_reconciler import RunReconciler
 from tests.conftest import unique_name, wait_for_status
 
 

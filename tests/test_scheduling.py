@@ -11,7 +11,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from jobs.config import Settings
+from core.settings import Settings
 from tests.conftest import TEMPORAL_CLI, api_client, eventually, unique_name, wait_for_status
 from workflows import TrainingJobWorkflow, TrainingRunInput
 

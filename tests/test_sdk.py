@@ -9,7 +9,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from jobs.config import Settings
+from core.settings import Settings
 from tests.conftest import eventually, unique_name, wait_for_status
 from workflows import TrainingJobWorkflow, TrainingRunInput
 

@@ -25,12 +25,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from jobs import store
-from jobs.db import create_engine, create_sessionmaker
-from jobs.errors import JobNotFound
-from jobs.migrate import alembic_config, upgrade
-from jobs.models import Base, IssuedJobId, Job, Run, ScheduleSync
-from jobs.status import JobStatus
+from core.errors import JobNotFound
+from store import jobs as job_store
+from store import journal
+from store import runs as run_store
+from store.db import create_engine, create_sessionmaker
+from store.migrate import alembic_config, upgrade
+from store.models import Base, IssuedJobId, Job, Run, ScheduleSync
+from workflows.models import JobStatus
 
 POSTGRES_URL_VARIABLE = "TEST_POSTGRES_URL"
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -296,8 +298,8 @@ async def test_migrations_downgrade_to_base_and_back(
 
 async def test_issue_job_id_commits_a_fresh_id(sessions: Sessions) -> None:
     async with sessions() as session:
-        first = await store.issue_job_id(session)
-        second = await store.issue_job_id(session)
+        first = await job_store.issue_job_id(session)
+        second = await job_store.issue_job_id(session)
 
     assert re.fullmatch(r"train-[0-9a-f]{8}", first), first
     assert re.fullmatch(r"train-[0-9a-f]{8}", second), second
@@ -314,17 +316,17 @@ async def test_issue_job_id_draws_again_on_collision(
     sessions: Sessions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with sessions() as session:
-        taken = await store.issue_job_id(session)
+        taken = await job_store.issue_job_id(session)
 
     draws = iter([taken, taken, "train-0000beef"])
-    monkeypatch.setattr(store, "draw_job_id", lambda: next(draws))
+    monkeypatch.setattr(job_store, "draw_job_id", lambda: next(draws))
     async with sessions() as session:
-        assert await store.issue_job_id(session) == "train-0000beef"
+        assert await job_store.issue_job_id(session) == "train-0000beef"
 
-    monkeypatch.setattr(store, "draw_job_id", lambda: taken)
+    monkeypatch.setattr(job_store, "draw_job_id", lambda: taken)
     async with sessions() as session:
         with pytest.raises(RuntimeError, match="could not draw an unused job id"):
-            await store.issue_job_id(session)
+            await job_store.issue_job_id(session)
 
     async with sessions() as session:
         issued = await session.scalars(select(IssuedJobId.job_id).order_by(IssuedJobId.job_id))
@@ -368,7 +370,7 @@ async def add_listed_jobs(sessions: Sessions) -> None:
 async def listed(
     session: AsyncSession, status: JobStatus | None, page: int, page_size: int
 ) -> tuple[list[str], int]:
-    rows, total = await store.list_jobs(session, status, page, page_size)
+    rows, total = await job_store.list_jobs(session, status, page, page_size)
     return [job.job_id for job in rows], total
 
 
@@ -382,7 +384,7 @@ async def test_list_jobs_pages_newest_first(sessions: Sessions, session: AsyncSe
     assert await listed(session, None, 3, 3) == (NEWEST_FIRST[6:], 7)
     assert await listed(session, None, 4, 3) == ([], 7)
 
-    rows, _ = await store.list_jobs(session, None, 1, 1)
+    rows, _ = await job_store.list_jobs(session, None, 1, 1)
     assert isinstance(rows[0], Job)
     assert rows[0].created_at == T0 + timedelta(minutes=6)
     assert rows[0].command == ["python", "train.py"]
@@ -402,11 +404,11 @@ async def test_list_jobs_filters_by_status(sessions: Sessions, session: AsyncSes
 
 
 async def test_count_by_status_has_every_status(sessions: Sessions, session: AsyncSession) -> None:
-    empty = await store.count_by_status(session)
+    empty = await job_store.count_by_status(session)
     assert empty == dict.fromkeys(JobStatus, 0)
 
     await add_listed_jobs(sessions)
-    counts = await store.count_by_status(session)
+    counts = await job_store.count_by_status(session)
     assert set(counts) == set(JobStatus)
     assert all(isinstance(key, JobStatus) for key in counts)
     assert counts == {
@@ -429,9 +431,9 @@ async def test_duplicate_name_is_rejected_on_commit(sessions: Sessions) -> None:
             await session.commit()
         await session.rollback()
         # The session is usable again and the first job is untouched.
-        assert await store.name_taken(session, "resnet")
-        assert not await store.name_taken(session, "resnet", except_job="train-00000001")
-        assert not await store.name_taken(session, "other")
+        assert await job_store.name_taken(session, "resnet")
+        assert not await job_store.name_taken(session, "resnet", except_job="train-00000001")
+        assert not await job_store.name_taken(session, "other")
 
     assert await row(sessions, Job, "train-00000002") is None
     assert (await job_row(sessions, "train-00000001"))["name"] == "resnet"
@@ -458,7 +460,7 @@ async def test_start_run_creates_the_run_once(sessions: Sessions) -> None:
     t1 = T0 + timedelta(hours=1)
 
     async with sessions() as session:
-        job, run = await store.start_run(session, JOB, "wf-1", "exec-1", t1, "schedule")
+        job, run = await run_store.start_run(session, JOB, "wf-1", "exec-1", t1, "schedule")
     assert (job.job_id, run.run_id) == (JOB, "wf-1")
 
     assert await run_ids_of(sessions, JOB) == ["wf-1"]
@@ -489,7 +491,7 @@ async def test_start_run_creates_the_run_once(sessions: Sessions) -> None:
 
     # The run moves on; the activity that started it is then retried: nothing is reset.
     async with sessions() as session:
-        assert await store.record_run_status(
+        assert await run_store.record_run_status(
             session,
             job_id=JOB,
             run_id="wf-1",
@@ -502,7 +504,7 @@ async def test_start_run_creates_the_run_once(sessions: Sessions) -> None:
         )
     run_before, job_before = await run_row(sessions, "wf-1"), await job_row(sessions, JOB)
     async with sessions() as session:
-        _, again = await store.start_run(
+        _, again = await run_store.start_run(
             session, JOB, "wf-1", "exec-1", t1 + timedelta(minutes=9), "schedule"
         )
     assert again.started_at == t1
@@ -516,8 +518,8 @@ async def test_start_run_with_a_new_execution_replaces_the_record(sessions: Sess
     await add_jobs(sessions, make_job(JOB))
     t1, t2 = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
     async with sessions() as session:
-        await store.start_run(session, JOB, "wf-1", "exec-1", t1, "manual")
-        await store.record_run_status(
+        await run_store.start_run(session, JOB, "wf-1", "exec-1", t1, "manual")
+        await run_store.record_run_status(
             session,
             job_id=JOB,
             run_id="wf-1",
@@ -531,7 +533,7 @@ async def test_start_run_with_a_new_execution_replaces_the_record(sessions: Sess
 
     # A later execution reuses the closed run's workflow id (e.g. the next scheduled firing).
     async with sessions() as session:
-        await store.start_run(session, JOB, "wf-1", "exec-2", t2, "schedule")
+        await run_store.start_run(session, JOB, "wf-1", "exec-2", t2, "schedule")
 
     assert await run_ids_of(sessions, JOB) == ["wf-1"]
     replaced = await run_row(sessions, "wf-1")
@@ -557,14 +559,14 @@ async def test_start_run_with_a_new_execution_replaces_the_record(sessions: Sess
 
 async def test_start_run_for_a_missing_job(session: AsyncSession) -> None:
     with pytest.raises(JobNotFound):
-        await store.start_run(session, "train-deadbeef", "wf-1", "exec-1", T0, "schedule")
+        await run_store.start_run(session, "train-deadbeef", "wf-1", "exec-1", T0, "schedule")
 
 
 async def test_record_run_status_applies_a_transition_once(sessions: Sessions) -> None:
     await add_jobs(sessions, make_job(JOB))
     t1 = T0 + timedelta(hours=1)
     async with sessions() as session:
-        await store.start_run(session, JOB, "wf-1", "exec-1", t1, "schedule")
+        await run_store.start_run(session, JOB, "wf-1", "exec-1", t1, "schedule")
 
     failed_at = t1 + timedelta(minutes=7)
     update_fields: dict[str, Any] = {
@@ -578,7 +580,7 @@ async def test_record_run_status_applies_a_transition_once(sessions: Sessions) -
         "exit_code": 2,
     }
     async with sessions() as session:
-        assert await store.record_run_status(session, **update_fields) is True
+        assert await run_store.record_run_status(session, **update_fields) is True
 
     run = await run_row(sessions, "wf-1")
     assert run["status"] == "failed"
@@ -597,13 +599,13 @@ async def test_record_run_status_applies_a_transition_once(sessions: Sessions) -
 
     # A retried activity applies the same update again: the rows do not change at all.
     async with sessions() as session:
-        assert await store.record_run_status(session, **update_fields) is True
+        assert await run_store.record_run_status(session, **update_fields) is True
     assert await run_row(sessions, "wf-1") == run
     assert await job_row(sessions, JOB) == job
 
     # A non-final status clears completed_at; an update without exit code keeps the last one.
     async with sessions() as session:
-        assert await store.record_run_status(
+        assert await run_store.record_run_status(
             session, **{**update_fields, "status": JobStatus.RETRYING, "exit_code": None}
         )
     run = await run_row(sessions, "wf-1")
@@ -616,14 +618,14 @@ async def test_record_run_status_of_an_older_run_leaves_the_job(sessions: Sessio
     await add_jobs(sessions, make_job(JOB))
     t1, t2 = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
     async with sessions() as session:
-        await store.start_run(session, JOB, "wf-1", "exec-1", t1, "schedule")
-        await store.start_run(session, JOB, "wf-2", "exec-2", t2, "manual")
+        await run_store.start_run(session, JOB, "wf-1", "exec-1", t1, "schedule")
+        await run_store.start_run(session, JOB, "wf-2", "exec-2", t2, "manual")
     job_before = await job_row(sessions, JOB)
     assert job_before["latest_run_id"] == "wf-2"
 
     cancelled_at = t2 + timedelta(minutes=1)
     async with sessions() as session:
-        assert await store.record_run_status(
+        assert await run_store.record_run_status(
             session,
             job_id=JOB,
             run_id="wf-1",
@@ -645,7 +647,7 @@ async def test_record_run_status_of_an_older_run_leaves_the_job(sessions: Sessio
 async def test_record_run_status_of_a_missing_run(sessions: Sessions) -> None:
     await add_jobs(sessions, make_job(JOB), make_job("train-0000a002"))
     async with sessions() as session:
-        await store.start_run(session, JOB, "wf-1", "exec-1", T0, "schedule")
+        await run_store.start_run(session, JOB, "wf-1", "exec-1", T0, "schedule")
     run_before, job_before = await run_row(sessions, "wf-1"), await job_row(sessions, JOB)
 
     fields: dict[str, Any] = {
@@ -657,12 +659,14 @@ async def test_record_run_status_of_a_missing_run(sessions: Sessions) -> None:
         "exit_code": 0,
     }
     async with sessions() as session:
-        assert await store.record_run_status(session, job_id=JOB, run_id="no-such", **fields) is (
-            False
-        )
+        assert await run_store.record_run_status(
+            session, job_id=JOB, run_id="no-such", **fields
+        ) is (False)
         # A run of another job is not this job's run.
         assert (
-            await store.record_run_status(session, job_id="train-0000a002", run_id="wf-1", **fields)
+            await run_store.record_run_status(
+                session, job_id="train-0000a002", run_id="wf-1", **fields
+            )
             is False
         )
     assert await run_row(sessions, "wf-1") == run_before
@@ -674,13 +678,13 @@ async def test_delete_job_rows_removes_the_job_and_its_runs(sessions: Sessions) 
     other = "train-0000a002"
     await add_jobs(sessions, make_job(JOB), make_job(other))
     async with sessions() as session:
-        await store.start_run(session, JOB, "wf-1", "exec-1", T0, "schedule")
-        await store.start_run(session, JOB, "wf-2", "exec-2", T0 + timedelta(hours=1), "manual")
-        await store.start_run(session, other, "wf-3", "exec-3", T0, "schedule")
+        await run_store.start_run(session, JOB, "wf-1", "exec-1", T0, "schedule")
+        await run_store.start_run(session, JOB, "wf-2", "exec-2", T0 + timedelta(hours=1), "manual")
+        await run_store.start_run(session, other, "wf-3", "exec-3", T0, "schedule")
     assert await run_ids_of(sessions, JOB) == ["wf-1", "wf-2"]
 
     async with sessions() as session:
-        await store.delete_job_rows(session, JOB)
+        await job_store.delete_job_rows(session, JOB)
         await session.commit()
 
     assert await row(sessions, Job, JOB) is None
@@ -696,16 +700,16 @@ async def test_delete_job_rows_removes_the_job_and_its_runs(sessions: Sessions) 
 
 async def test_schedule_change_journal(sessions: Sessions) -> None:
     async with sessions() as session:
-        await store.journal_schedule_change(session, "train-0000c001")
-        await store.journal_schedule_change(session, "train-0000c002")
+        await journal.journal_schedule_change(session, "train-0000c001")
+        await journal.journal_schedule_change(session, "train-0000c002")
         # Committed: an entry survives the session that wrote it.
     async with sessions() as session:
-        assert sorted(await store.pending_schedule_changes(session, timedelta(0))) == [
+        assert sorted(await journal.pending_schedule_changes(session, timedelta(0))) == [
             "train-0000c001",
             "train-0000c002",
         ]
         # Both are fresh: none is older than a minute.
-        assert await store.pending_schedule_changes(session, timedelta(minutes=1)) == []
+        assert await journal.pending_schedule_changes(session, timedelta(minutes=1)) == []
 
         # Age one entry as if a crash left it behind two hours ago.
         await session.execute(
@@ -714,20 +718,20 @@ async def test_schedule_change_journal(sessions: Sessions) -> None:
             .values(requested_at=datetime.now(UTC) - timedelta(hours=2))
         )
         await session.commit()
-        assert await store.pending_schedule_changes(session, timedelta(hours=1)) == [
+        assert await journal.pending_schedule_changes(session, timedelta(hours=1)) == [
             "train-0000c001"
         ]
-        assert await store.pending_schedule_changes(session, timedelta(hours=3)) == []
+        assert await journal.pending_schedule_changes(session, timedelta(hours=3)) == []
 
         # Journaling the same job again refreshes its one entry.
-        await store.journal_schedule_change(session, "train-0000c001")
-        assert await store.pending_schedule_changes(session, timedelta(hours=1)) == []
+        await journal.journal_schedule_change(session, "train-0000c001")
+        assert await journal.pending_schedule_changes(session, timedelta(hours=1)) == []
         assert await session.scalar(select(func.count()).select_from(ScheduleSync)) == 2
 
-        await store.clear_schedule_change(session, "train-0000c001")
-        await store.clear_schedule_change(session, "train-0000ffff")  # nothing to clear: no-op
+        await journal.clear_schedule_change(session, "train-0000c001")
+        await journal.clear_schedule_change(session, "train-0000ffff")  # nothing to clear: no-op
     async with sessions() as session:
-        assert await store.pending_schedule_changes(session, timedelta(0)) == ["train-0000c002"]
+        assert await journal.pending_schedule_changes(session, timedelta(0)) == ["train-0000c002"]
     entry = await row(sessions, ScheduleSync, "train-0000c002")
     assert entry is not None
     assert entry["requested_at"].tzinfo == UTC
@@ -747,8 +751,8 @@ async def test_timestamps_come_back_as_aware_utc(sessions: Sessions, engine: Asy
         make_job("train-0000d002", created_at=earlier, updated_at=earlier),
     )
     async with sessions() as session:
-        await store.start_run(session, "train-0000d002", "wf-1", "exec-1", earlier, "schedule")
-        await store.issue_job_id(session)
+        await run_store.start_run(session, "train-0000d002", "wf-1", "exec-1", earlier, "schedule")
+        await job_store.issue_job_id(session)
 
     async with sessions() as session:
         if engine.dialect.name == "postgresql":
@@ -776,7 +780,7 @@ async def test_timestamps_come_back_as_aware_utc(sessions: Sessions, engine: Asy
         assert run.started_at.hour == 11
 
         # Ordered by the instant, not by the wall clock each value was written with.
-        rows, _ = await store.list_jobs(session, None, 1, 10)
+        rows, _ = await job_store.list_jobs(session, None, 1, 10)
         assert [j.job_id for j in rows] == ["train-0000d001", "train-0000d002"]
 
     async with sessions() as session:

@@ -20,9 +20,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from benchmarks.store_scale import STATUS_CYCLE, build_store
-from jobs import store
-from jobs.db import create_sessionmaker
-from jobs.status import JobStatus
+from store import jobs as job_store
+from store.db import create_sessionmaker
+from workflows.models import JobStatus
 
 JOBS = 100_000
 PAGE_SIZE = 50
@@ -138,9 +138,9 @@ async def test_unfiltered_listing_reads_the_created_at_index(engine: AsyncEngine
     sessions = create_sessionmaker(engine)
     async with sessions() as session:
         with captured(engine) as statements:
-            rows, total = await store.list_jobs(session, None, 1, PAGE_SIZE)
-        deep_rows, deep_total = await store.list_jobs(session, None, 500, PAGE_SIZE)
-        last_rows, _ = await store.list_jobs(session, None, JOBS // PAGE_SIZE, PAGE_SIZE)
+            rows, total = await job_store.list_jobs(session, None, 1, PAGE_SIZE)
+        deep_rows, deep_total = await job_store.list_jobs(session, None, 500, PAGE_SIZE)
+        last_rows, _ = await job_store.list_jobs(session, None, JOBS // PAGE_SIZE, PAGE_SIZE)
 
     assert total == deep_total == JOBS
     assert [job.job_id for job in rows] == expected_page(None, 1)
@@ -160,10 +160,10 @@ async def test_filtered_listing_and_count_search_the_status_index(engine: AsyncE
     sessions = create_sessionmaker(engine)
     async with sessions() as session:
         with captured(engine) as statements:
-            rows, total = await store.list_jobs(session, JobStatus.FAILED, 1, PAGE_SIZE)
-        deep_rows, _ = await store.list_jobs(session, JobStatus.FAILED, 200, PAGE_SIZE)
+            rows, total = await job_store.list_jobs(session, JobStatus.FAILED, 1, PAGE_SIZE)
+        deep_rows, _ = await job_store.list_jobs(session, JobStatus.FAILED, 200, PAGE_SIZE)
         for status in JobStatus:
-            _, status_total = await store.list_jobs(session, status, 1, PAGE_SIZE)
+            _, status_total = await job_store.list_jobs(session, status, 1, PAGE_SIZE)
             assert status_total == EXPECTED_COUNTS[status], status
 
     assert total == EXPECTED_COUNTS[JobStatus.FAILED] == 25_000
@@ -172,10 +172,10 @@ async def test_filtered_listing_and_count_search_the_status_index(engine: AsyncE
     assert [job.job_id for job in deep_rows] == expected_page(JobStatus.FAILED, 200)
 
     page, count = statements
-    assert "WHERE jobs.status = ?" in page.sql and "LIMIT" in page.sql, page.sql
+    assert "WHERE workflows.models = ?" in page.sql and "LIMIT" in page.sql, page.sql
     assert page.parameters[0] == "failed"
     await assert_plan(engine, page, access="SEARCH", leading=("status", "created_at"))
-    assert "count(*)" in count.sql and "WHERE jobs.status = ?" in count.sql, count.sql
+    assert "count(*)" in count.sql and "WHERE workflows.models = ?" in count.sql, count.sql
     await assert_plan(engine, count, access="SEARCH", leading=("status",), covering=True)
 
 
@@ -183,11 +183,11 @@ async def test_count_by_status_reads_the_status_index_only(engine: AsyncEngine) 
     sessions = create_sessionmaker(engine)
     async with sessions() as session:
         with captured(engine) as statements:
-            counts = await store.count_by_status(session)
+            counts = await job_store.count_by_status(session)
 
     assert counts == EXPECTED_COUNTS
     assert sum(counts.values()) == JOBS
 
     (group_by,) = statements
-    assert "GROUP BY jobs.status" in group_by.sql, group_by.sql
+    assert "GROUP BY workflows.models" in group_by.sql, group_by.sql
     await assert_plan(engine, group_by, access="SCAN", leading=("status",), covering=True)

@@ -7,7 +7,7 @@ import subprocess
 
 import httpx
 
-from jobs.config import Settings
+from core.settings import Settings
 from tests.conftest import TEMPORAL_CLI, unique_name, wait_for_status
 
 

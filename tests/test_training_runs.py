@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import text
 from temporalio.client import Client
 
-from jobs.config import Settings
-from jobs.db import create_engine
+from core.settings import Settings
 from runtimes.base import ContainerSpec, unit_name
 from runtimes.docker_options import create_kwargs
+from store.db import create_engine
 from tests.conftest import eventually, unique_name, wait_for_status
 
 

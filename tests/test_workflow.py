@@ -9,7 +9,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from jobs.config import Settings
+from core.settings import Settings
 from runtimes.base import LABEL_JOB_ID
 from tests.conftest import eventually, unique_name, wait_for_status
 from workflows import TrainingJobWorkflow

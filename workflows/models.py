@@ -1,14 +1,20 @@
-"""Contract types of TrainingJobWorkflow and its activities (one input model per call).
+"""The contract of TrainingJobWorkflow and its activities, defined once.
 
-Kept free of I/O libraries so the workflow sandbox and SDK clients can import it cheaply.
+Names (workflow, activities, error types, search attributes), the vocabulary (statuses,
+triggers, resume policies) and one input model per call. Kept free of I/O libraries so the
+workflow sandbox, the store and SDK clients can import it cheaply.
+
+Payloads of runs already in flight must keep decoding: a model that changes shape accepts
+its old form too (see ``_nest_spec``), and ``tests/replay`` holds recorded histories.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, model_validator
 
 WORKFLOW_NAME = "TrainingJobWorkflow"
 START_RUN = "start_run"
@@ -23,6 +29,81 @@ TRAINING_FAILED = "TrainingFailed"
 RUNTIME_UNAVAILABLE = "RuntimeUnavailable"
 INVALID_SPEC = "InvalidSpec"
 IMAGE_UNAVAILABLE = "ImageUnavailable"
+
+# Custom search attributes (all Keyword), registered on the namespace by the dev stack, the
+# API and the compose admin tools; the Temporal key objects are built in jobs.temporal and
+# workflows.training from these names.
+JOB_ID_ATTRIBUTE = "JobId"
+JOB_NAME_ATTRIBUTE = "JobName"
+TRIGGER_ATTRIBUTE = "Trigger"
+SEARCH_ATTRIBUTE_NAMES = (JOB_ID_ATTRIBUTE, JOB_NAME_ATTRIBUTE, TRIGGER_ATTRIBUTE)
+
+
+class JobStatus(StrEnum):
+    """Status of a run; a job's status is that of its latest run (``pending`` before any)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_active(self) -> bool:
+        """A run in this status still owns the job: PUT, DELETE and retry must wait."""
+        return self in (JobStatus.RUNNING, JobStatus.RETRYING)
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+# The statuses people can be told about (every status a run reaches after its start).
+NotifyEvent = Literal["running", "retrying", "completed", "failed", "cancelled"]
+
+
+class Trigger(StrEnum):
+    """Why a run started."""
+
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    RETRY = "retry"
+    BACKFILL = "backfill"
+    SDK = "sdk"
+
+
+class ResumePolicy(StrEnum):
+    """Which checkpoint an attempt resumes from: its run's (retries), the job's, or none."""
+
+    RETRIES = "retries"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+class TrainingSpec(BaseModel):
+    """What to train: the job's spec as read at the start of a run."""
+
+    image: str
+    command: list[str]
+    checkpoint_path: str
+    env: dict[str, str] = Field(default_factory=dict)
+    # Names only; values are read from the worker's environment and never enter history.
+    secret_env: list[str] = Field(default_factory=list)
+    # ``gpus`` (count or "all"), ``cpus`` (float), ``memory`` ("8g"); see jobs.fields.
+    resources: dict[str, Any] | None = None
+    timeout_seconds: int | None = None
+    resume_policy: ResumePolicy = ResumePolicy.RETRIES
+
+
+def _nest_spec(data: Any) -> Any:
+    """Accept the flat form of releases before TrainingSpec (runs in flight carry it)."""
+    if not isinstance(data, dict) or "spec" in data:
+        return data
+    names = TrainingSpec.model_fields.keys()
+    spec = {key: data[key] for key in names if key in data}
+    rest = {key: value for key, value in data.items() if key not in names}
+    return {**rest, "spec": spec}
 
 
 class TrainingRunInput(BaseModel):
@@ -49,41 +130,32 @@ class StartRunInput(BaseModel):
 
 
 class RunPlan(BaseModel):
-    """The job's spec as read at the start of the run, plus the worker's retry settings."""
+    """One run: the job's spec as read at its start, plus the worker's retry settings."""
 
     job_id: str
     run_id: str
     name: str
-    image: str
-    command: list[str]
+    spec: TrainingSpec
     max_retries: int
-    checkpoint_path: str
-    env: dict[str, str] = {}
-    secret_env: list[str] = []
-    resources: dict[str, Any] | None = None
-    timeout_seconds: int | None = None
-    resume_policy: str = "retries"
-    trigger: str
+    trigger: Trigger
     retry_backoff_seconds: float
     retry_backoff_max_seconds: float
     heartbeat_timeout_seconds: float
     infra_max_attempts: int
     notify_timeout_seconds: float = 30.0
 
+    _accept_flat = model_validator(mode="before")(_nest_spec)
+
 
 class RunAttemptInput(BaseModel):
+    """One training attempt: the spec, the run it belongs to and its number."""
+
     job_id: str
     run_id: str
     attempt: int
-    image: str
-    command: list[str]
-    checkpoint_path: str
-    env: dict[str, str] = {}
-    # Names only; values are read from the worker's environment and never enter history.
-    secret_env: list[str] = []
-    resources: dict[str, Any] | None = None
-    timeout_seconds: int | None = None
-    resume_policy: str = "retries"
+    spec: TrainingSpec
+
+    _accept_flat = model_validator(mode="before")(_nest_spec)
 
 
 class AttemptOutcome(BaseModel):
@@ -98,7 +170,7 @@ class RunStatusUpdate(BaseModel):
 
     job_id: str
     run_id: str
-    status: str
+    status: JobStatus
     attempt: int
     retry_count: int
     at: datetime
@@ -109,6 +181,6 @@ class RunStatusUpdate(BaseModel):
 class TrainingRunResult(BaseModel):
     job_id: str
     run_id: str
-    status: str
+    status: JobStatus
     attempts: int
     exit_code: int | None

@@ -16,11 +16,12 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from jobs.status import JobStatus
     from workflows.models import (
         IMAGE_UNAVAILABLE,
         INVALID_JOB_SPEC,
         INVALID_SPEC,
+        JOB_ID_ATTRIBUTE,
+        JOB_NAME_ATTRIBUTE,
         JOB_NOT_FOUND,
         NOTIFY_RUN_STATUS,
         RECORD_RUN_STATUS,
@@ -28,8 +29,10 @@ with workflow.unsafe.imports_passed_through():
         RUNTIME_UNAVAILABLE,
         START_RUN,
         TRAINING_FAILED,
+        TRIGGER_ATTRIBUTE,
         WORKFLOW_NAME,
         AttemptOutcome,
+        JobStatus,
         RunAttemptInput,
         RunPlan,
         RunStatusUpdate,
@@ -40,10 +43,10 @@ with workflow.unsafe.imports_passed_through():
 
 _SCHEDULED_BY = SearchAttributeKey.for_keyword("TemporalScheduledById")
 _SCHEDULED_AT = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
-_TRIGGER = SearchAttributeKey.for_keyword("Trigger")
+_TRIGGER = SearchAttributeKey.for_keyword(TRIGGER_ATTRIBUTE)
 # Set by schedules already; upserted so that SDK-started runs are found the same way.
-_JOB_ID = SearchAttributeKey.for_keyword("JobId")
-_JOB_NAME = SearchAttributeKey.for_keyword("JobName")
+_JOB_ID = SearchAttributeKey.for_keyword(JOB_ID_ATTRIBUTE)
+_JOB_NAME = SearchAttributeKey.for_keyword(JOB_NAME_ATTRIBUTE)
 # Bookkeeping activities are short; they retry until the database is back.
 _STORE_TIMEOUT = timedelta(seconds=30)
 _STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
@@ -89,13 +92,13 @@ class TrainingJobWorkflow:
             [
                 _JOB_ID.value_set(plan.job_id),
                 _JOB_NAME.value_set(plan.name),
-                _TRIGGER.value_set(plan.trigger),
+                _TRIGGER.value_set(plan.trigger.value),
             ]
         )
         self._status = JobStatus.RUNNING
         self._attempt = 1
         # Schedules set this memo on their runs already; SDK-started runs get it here.
-        workflow.upsert_memo({"job_name": plan.name, "image": plan.image})
+        workflow.upsert_memo({"job_name": plan.name, "image": plan.spec.image})
         try:
             # start_run recorded "running" in SQL; people hear of it like every other change.
             await self._notify(plan, self._update(plan, JobStatus.RUNNING, None, None))
@@ -125,7 +128,7 @@ class TrainingJobWorkflow:
                 return TrainingRunResult(
                     job_id=plan.job_id,
                     run_id=plan.run_id,
-                    status=JobStatus.COMPLETED.value,
+                    status=JobStatus.COMPLETED,
                     attempts=self._attempt,
                     exit_code=0,
                 )
@@ -148,17 +151,7 @@ class TrainingJobWorkflow:
         outcome: AttemptOutcome = await workflow.execute_activity(
             RUN_TRAINING_CONTAINER,
             RunAttemptInput(
-                job_id=plan.job_id,
-                run_id=plan.run_id,
-                attempt=self._attempt,
-                image=plan.image,
-                command=plan.command,
-                checkpoint_path=plan.checkpoint_path,
-                env=plan.env,
-                secret_env=plan.secret_env,
-                resources=plan.resources,
-                timeout_seconds=plan.timeout_seconds,
-                resume_policy=plan.resume_policy,
+                job_id=plan.job_id, run_id=plan.run_id, attempt=self._attempt, spec=plan.spec
             ),
             result_type=AttemptOutcome,
             start_to_close_timeout=_ATTEMPT_TIMEOUT,
@@ -201,7 +194,7 @@ class TrainingJobWorkflow:
         return RunStatusUpdate(
             job_id=plan.job_id,
             run_id=plan.run_id,
-            status=status.value,
+            status=status,
             attempt=self._attempt,
             # While retrying, the retry about to run already counts.
             retry_count=self._attempt if status is JobStatus.RETRYING else self._attempt - 1,

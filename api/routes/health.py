@@ -8,12 +8,12 @@ from datetime import timedelta
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from api.deps import EngineDep, TemporalDep
-from jobs.models import utcnow
-from jobs.schemas import Health
+from jobs.responses import Health
+from store.db import ping
+from store.models import utcnow
 
 router = APIRouter(tags=["health"])
 logger = logging.getLogger(__name__)
@@ -23,8 +23,8 @@ _CHECK_TIMEOUT = 3.0
 
 async def _database_ok(engine: EngineDep) -> bool:
     try:
-        async with asyncio.timeout(_CHECK_TIMEOUT), engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        async with asyncio.timeout(_CHECK_TIMEOUT):
+            await ping(engine)
     except Exception as err:  # any failure means "not connected"; the reason goes to the log
         logger.warning("health: database check failed: %s", type(err).__name__)
         return False

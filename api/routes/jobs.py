@@ -6,18 +6,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.deps import JobServiceDep
+from api.deps import JobCreatorDep, JobServiceDep
 from api.errors import ERROR_RESPONSES
-from jobs.schemas import JobCreate, JobList, JobResponse, JobUpdate
-from jobs.status import JobStatus
+from jobs.requests import JobCreate, JobUpdate
+from jobs.responses import JobList, JobResponse
+from workflows.models import JobStatus
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=ERROR_RESPONSES)
-async def create_job(body: JobCreate, jobs: JobServiceDep) -> JobResponse:
+async def create_job(body: JobCreate, creator: JobCreatorDep, jobs: JobServiceDep) -> JobResponse:
     """Create a job and its Temporal Schedule; a job without ``schedule`` runs once, now."""
-    return await jobs.view(await jobs.create(body))
+    return await jobs.view(await creator.create(body))
 
 
 @router.get("", responses=ERROR_RESPONSES)

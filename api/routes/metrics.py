@@ -9,8 +9,9 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import EngineDep
-from api.metrics import ApiMetrics, read_snapshot
-from jobs.schemas import ErrorBody
+from api.metrics import ApiMetrics
+from jobs.responses import ErrorBody
+from store.metrics import read_snapshot
 
 router = APIRouter(tags=["metrics"])
 

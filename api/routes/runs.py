@@ -1,4 +1,5 @@
-"""Operating a job's current run: ``cancel``, ``logs`` and ``checkpoints``."""
+"""``/jobs/{job_id}/...``: a job's runs: their history, and the current run's cancel, logs and
+checkpoints."""
 
 from __future__ import annotations
 
@@ -7,11 +8,29 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
-from api.deps import RunServiceDep
+from api.deps import RunHistoryDep, RunServiceDep
 from api.errors import ERROR_RESPONSES
-from jobs.schemas import CheckpointList, JobResponse
+from jobs.responses import CheckpointList, JobResponse, RunList, RunResponse
+from workflows.models import JobStatus
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["runs"])
+
+
+@router.get("/runs", responses=ERROR_RESPONSES)
+async def list_runs(
+    job_id: str,
+    history: RunHistoryDep,
+    status_filter: JobStatus | None = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> RunList:
+    """One record per run, newest first: trigger, times, attempts, checkpoint, deliveries."""
+    return await history.list_runs(job_id, status_filter, page, page_size)
+
+
+@router.get("/runs/{run_id}", responses=ERROR_RESPONSES)
+async def get_run(job_id: str, run_id: str, history: RunHistoryDep) -> RunResponse:
+    return await history.get_run(job_id, run_id)
 
 
 @router.post("/cancel", responses=ERROR_RESPONSES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import JobServiceDep
-from jobs.schemas import Stats
+from jobs.responses import Stats
 
 router = APIRouter(tags=["stats"])
 

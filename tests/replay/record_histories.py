@@ -38,10 +38,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from jobs.config import Settings
-from jobs.migrate import upgrade
-from jobs.schedules import SEARCH_ATTRIBUTES
+from core.settings import Settings
+from jobs.temporal import SEARCH_ATTRIBUTES
 from runtimes.base import LABEL_JOB_ID
+from store.migrate import upgrade
 from worker import build_worker
 from workflows.models import RUN_TRAINING_CONTAINER, WORKFLOW_NAME, TrainingRunInput
 

@@ -1,144 +1,17 @@
-"""SQL reads and writes of jobs and runs. Functions take a session; callers own transactions."""
+"""SQL reads and writes of runs and their attempts (written by the worker's activities)."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs.errors import JobNotFound
-from jobs.models import (
-    Attempt,
-    Backfill,
-    IssuedJobId,
-    Job,
-    NotificationDelivery,
-    Run,
-    ScheduleSync,
-    utcnow,
-)
-from jobs.schemas import JobCreate
-from jobs.status import JobStatus
-
-_MAX_ID_DRAWS = 32
-
-
-def draw_job_id() -> str:
-    return f"train-{secrets.token_hex(4)}"
-
-
-async def issue_job_id(session: AsyncSession) -> str:
-    """Reserve a fresh job id for good (committed), drawing again on a collision."""
-    for _ in range(_MAX_ID_DRAWS):
-        job_id = draw_job_id()
-        session.add(IssuedJobId(job_id=job_id, issued_at=utcnow()))
-        try:
-            await session.commit()
-        except IntegrityError:
-            await session.rollback()
-            continue
-        return job_id
-    raise RuntimeError("could not draw an unused job id")
-
-
-def new_job(job_id: str, body: JobCreate, **extra: Any) -> Job:
-    """The row of a job created from ``body``: pending, no runs yet."""
-    now = utcnow()
-    fields = body.model_dump()
-    fields["checkpoint_path"] = body.checkpoint_path or f"/checkpoints/{job_id}"
-    return Job(
-        job_id=job_id,
-        **fields,
-        retry_count=0,
-        status=JobStatus.PENDING.value,
-        created_at=now,
-        updated_at=now,
-        **extra,
-    )
-
-
-async def get_job(session: AsyncSession, job_id: str) -> Job:
-    job = await session.get(Job, job_id)
-    if job is None:
-        raise JobNotFound(job_id)
-    return job
-
-
-async def name_taken(session: AsyncSession, name: str, *, except_job: str | None = None) -> bool:
-    query = select(Job.job_id).where(Job.name == name)
-    if except_job is not None:
-        query = query.where(Job.job_id != except_job)
-    return (await session.scalar(query.limit(1))) is not None
-
-
-async def list_jobs(
-    session: AsyncSession, status: JobStatus | None, page: int, page_size: int
-) -> tuple[Sequence[Job], int]:
-    """One page of jobs, newest first, and the total matching the filter."""
-    query = select(Job)
-    count = select(func.count()).select_from(Job)
-    if status is not None:
-        query = query.where(Job.status == status.value)
-        count = count.where(Job.status == status.value)
-    query = query.order_by(Job.created_at.desc(), Job.job_id.desc())
-    rows = await session.scalars(query.offset((page - 1) * page_size).limit(page_size))
-    total = await session.scalar(count)
-    return rows.all(), int(total or 0)
-
-
-async def count_by_status(session: AsyncSession) -> dict[JobStatus, int]:
-    """Jobs per status by SQL aggregate (index-only on the status index)."""
-    result = await session.execute(select(Job.status, func.count()).group_by(Job.status))
-    counts = dict.fromkeys(JobStatus, 0)
-    for status, number in result.all():
-        counts[JobStatus(status)] = int(number)
-    return counts
-
-
-async def count_schedule_states(session: AsyncSession) -> tuple[int, int]:
-    """Jobs whose schedule is paused, and jobs with an active (unpaused) cron schedule."""
-    paused = await session.scalar(select(func.count()).select_from(Job).where(Job.paused))
-    scheduled = await session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.schedule.is_not(None), Job.paused.is_(False))
-    )
-    return int(paused or 0), int(scheduled or 0)
-
-
-async def delete_job_rows(session: AsyncSession, job_id: str) -> None:
-    await session.execute(delete(Run).where(Run.job_id == job_id))
-    await session.execute(delete(Job).where(Job.job_id == job_id))
-
-
-# The schedule-sync journal -------------------------------------------------------------------
-
-
-async def journal_schedule_change(session: AsyncSession, job_id: str) -> None:
-    """Record (and commit) that this job's schedule is about to change."""
-    await session.merge(ScheduleSync(job_id=job_id, requested_at=utcnow()))
-    await session.commit()
-
-
-async def clear_schedule_change(session: AsyncSession, job_id: str) -> None:
-    await session.execute(delete(ScheduleSync).where(ScheduleSync.job_id == job_id))
-    await session.commit()
-
-
-async def pending_schedule_changes(session: AsyncSession, older_than: timedelta) -> list[str]:
-    cutoff = utcnow() - older_than
-    rows = await session.scalars(
-        select(ScheduleSync.job_id).where(ScheduleSync.requested_at <= cutoff)
-    )
-    return list(rows.all())
-
-
-# Run bookkeeping (called by activities) ------------------------------------------------------
+from store.jobs import get_job
+from store.models import Attempt, Backfill, Job, NotificationDelivery, Run, utcnow
+from workflows.models import JobStatus
 
 
 async def start_run(
@@ -294,3 +167,49 @@ async def record_attempt_end(
 
 async def run_of(session: AsyncSession, run_id: str | None) -> Run | None:
     return await session.get(Run, run_id) if run_id else None
+
+
+async def find_run(session: AsyncSession, run_id: str) -> Run | None:
+    return await session.get(Run, run_id)
+
+
+async def runs_by_id(session: AsyncSession, run_ids: Sequence[str]) -> dict[str, Run]:
+    """The runs with these ids, in one query."""
+    if not run_ids:
+        return {}
+    rows = await session.scalars(select(Run).where(Run.run_id.in_(run_ids)))
+    return {run.run_id: run for run in rows}
+
+
+async def list_runs(
+    session: AsyncSession, job_id: str, status: JobStatus | None, page: int, page_size: int
+) -> tuple[Sequence[Run], int]:
+    """One page of a job's runs, newest first, and the total matching the filter."""
+    query = select(Run).where(Run.job_id == job_id)
+    count = select(func.count()).select_from(Run).where(Run.job_id == job_id)
+    if status is not None:
+        query = query.where(Run.status == status.value)
+        count = count.where(Run.status == status.value)
+    query = query.order_by(Run.started_at.desc(), Run.run_id.desc())
+    runs = (await session.scalars(query.offset((page - 1) * page_size).limit(page_size))).all()
+    return runs, int(await session.scalar(count) or 0)
+
+
+async def attempts_of_runs(
+    session: AsyncSession, run_ids: Sequence[str]
+) -> dict[str, list[Attempt]]:
+    """Each run's attempts in order (one query)."""
+    found: dict[str, list[Attempt]] = {run_id: [] for run_id in run_ids}
+    if run_ids:
+        rows = await session.scalars(
+            select(Attempt).where(Attempt.run_id.in_(run_ids)).order_by(Attempt.attempt)
+        )
+        for row in rows:
+            found[row.run_id].append(row)
+    return found
+
+
+async def active_runs(session: AsyncSession) -> Sequence[Run]:
+    """Runs not yet in a final status."""
+    active = [status.value for status in JobStatus if status.is_active]
+    return (await session.scalars(select(Run).where(Run.status.in_(active)))).all()

@@ -7,27 +7,17 @@ repeating a channel that already took the message.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs.models import NotificationDelivery, utcnow
+from store.models import NotificationDelivery, utcnow
 
 DeliveryStatus = Literal["sent", "failed"]
-
-
-class DeliveryView(BaseModel):
-    """One channel's delivery of one transition of a run, as the API shows it."""
-
-    channel: str
-    event: str
-    status: DeliveryStatus
-    detail: str | None
-    updated_at: datetime
 
 
 async def already_sent(session: AsyncSession, run_id: str, event: str, channel: str) -> bool:
@@ -101,20 +91,18 @@ async def _update(
     return bool(getattr(result, "rowcount", 0))
 
 
-async def deliveries_for_run(session: AsyncSession, run_id: str) -> list[DeliveryView]:
-    """Every recorded delivery of a run, in the order the transitions happened."""
+async def deliveries_of_runs(
+    session: AsyncSession, run_ids: Sequence[str]
+) -> dict[str, list[NotificationDelivery]]:
+    """Every recorded delivery of each run, in the order the transitions happened (1 query)."""
+    found: dict[str, list[NotificationDelivery]] = {run_id: [] for run_id in run_ids}
+    if not run_ids:
+        return found
     rows = await session.scalars(
         select(NotificationDelivery)
-        .where(NotificationDelivery.run_id == run_id)
+        .where(NotificationDelivery.run_id.in_(run_ids))
         .order_by(NotificationDelivery.created_at, NotificationDelivery.id)
     )
-    return [
-        DeliveryView(
-            channel=row.channel,
-            event=row.event,
-            status="sent" if row.status == "sent" else "failed",
-            detail=row.detail,
-            updated_at=row.updated_at,
-        )
-        for row in rows.all()
-    ]
+    for row in rows:
+        found[row.run_id].append(row)
+    return found

@@ -1,4 +1,4 @@
-"""Bring the database schema up to date: ``python -m jobs.migrate`` (run before API and worker)."""
+"""Bring the database schema up to date: ``python -m store.migrate`` (run before API and worker)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from jobs.config import Settings
+from core.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

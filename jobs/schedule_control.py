@@ -12,25 +12,20 @@ import logging
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import ScheduleActionExecutionStartWorkflow, ScheduleDescription
 from temporalio.service import RPCError
 
-from jobs import store
-from jobs.config import Settings
+from core.errors import InvalidInput, JobRunning, ServiceUnavailable
+from core.settings import Settings
 from jobs.cron_times import firing_times
-from jobs.errors import InvalidInput, JobRunning, ServiceUnavailable
-from jobs.models import Backfill, Job, ScheduleEvent, utcnow
-from jobs.run_schemas import (
-    BackfillRequest,
-    BackfillResponse,
-    ScheduleEventResponse,
-    ScheduleView,
-)
-from jobs.schedules import JobSchedules
-from jobs.schemas import FiringTime
-from jobs.status import JobStatus
+from jobs.requests import BackfillRequest
+from jobs.responses import BackfillResponse, FiringTime, ScheduleEventResponse, ScheduleView
+from jobs.temporal import JobSchedules
+from store import jobs as job_store
+from store import schedule_events
+from store.models import Job
+from workflows.models import JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -88,16 +83,11 @@ class SchedulingService:
 
     async def view(self, job_id: str) -> ScheduleView:
         async with self._sessions() as session:
-            job = await store.get_job(session, job_id)
+            job = await job_store.get_job(session, job_id)
         description = await self.refresh(job)
         info, state = description.info, description.schedule.state
         async with self._sessions() as session:
-            events = await session.scalars(
-                select(ScheduleEvent)
-                .where(ScheduleEvent.job_id == job_id)
-                .order_by(ScheduleEvent.at.desc(), ScheduleEvent.id.desc())
-                .limit(100)
-            )
+            events = await schedule_events.recent_events(session, job_id)
             history = [ScheduleEventResponse.model_validate(e) for e in events]
         return ScheduleView(
             job_id=job_id,
@@ -120,7 +110,7 @@ class SchedulingService:
 
     async def set_paused(self, job_id: str, paused: bool, note: str | None) -> None:
         async with self._sessions() as session:
-            await store.get_job(session, job_id)
+            await job_store.get_job(session, job_id)
         text = note or ("Paused through the API" if paused else "Resumed through the API")
         if paused:
             await self._schedules.pause(job_id, text)
@@ -128,12 +118,12 @@ class SchedulingService:
             await self._schedules.unpause(job_id, text)
         await self._mirror(job_id, paused, text, None, actor="api")
         async with self._sessions() as session:
-            await self.describe(await store.get_job(session, job_id))
+            await self.describe(await job_store.get_job(session, job_id))
 
     async def trigger(self, job_id: str, allow_overlap: bool) -> None:
         """Start a run now; never dropped by the overlap policy. 409 while one runs."""
         async with self._sessions() as session:
-            job = await store.get_job(session, job_id)
+            job = await job_store.get_job(session, job_id)
             if JobStatus(job.status).is_active and not allow_overlap:
                 raise JobRunning(job_id, job.status, "trigger (send allow_overlap: true)")
             job.pending_trigger = "manual"
@@ -142,7 +132,7 @@ class SchedulingService:
 
     async def backfill(self, job_id: str, request: BackfillRequest) -> BackfillResponse:
         async with self._sessions() as session:
-            job = await store.get_job(session, job_id)
+            job = await job_store.get_job(session, job_id)
         if not job.schedule:
             raise InvalidInput(f"job {job_id} has no schedule to backfill")
         limit = self._settings.backfill_max_firings
@@ -156,15 +146,7 @@ class SchedulingService:
             )
         if not request.dry_run and times:
             async with self._sessions() as session:
-                session.add(
-                    Backfill(
-                        job_id=job_id,
-                        start_at=request.start,
-                        end_at=request.end,
-                        created_at=utcnow(),
-                    )
-                )
-                await session.commit()
+                await schedule_events.record_backfill(session, job_id, request.start, request.end)
             await self._schedules.backfill(
                 job_id, request.start, request.end, request.overlap_policy
             )
@@ -194,20 +176,7 @@ class SchedulingService:
     ) -> int:
         """Store the schedule's state; a change of ``paused`` is recorded as an event."""
         async with self._sessions() as session:
-            job = await session.get(Job, job_id)
-            if job is None or (job.paused == paused and job.next_run_at == upcoming):
-                return 0
-            if job.paused != paused:
-                session.add(
-                    ScheduleEvent(
-                        job_id=job_id,
-                        event="paused" if paused else "resumed",
-                        note=note,
-                        actor=actor,
-                        at=utcnow(),
-                    )
-                )
-            job.paused = paused
-            job.next_run_at = None if paused else upcoming
-            await session.commit()
-        return 1
+            changed = await schedule_events.mirror_state(
+                session, job_id, paused, note, upcoming, actor=actor
+            )
+        return int(changed)

@@ -29,15 +29,21 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSear
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
-from jobs.errors import ServiceUnavailable
-from jobs.models import Job
-from workflows.models import WORKFLOW_NAME, TrainingRunInput
+from core.errors import ServiceUnavailable
+from store.models import Job
+from workflows.models import (
+    JOB_ID_ATTRIBUTE,
+    JOB_NAME_ATTRIBUTE,
+    TRIGGER_ATTRIBUTE,
+    WORKFLOW_NAME,
+    TrainingRunInput,
+)
 
 logger = logging.getLogger(__name__)
 
-JOB_ID_ATTR = SearchAttributeKey.for_keyword("JobId")
-JOB_NAME_ATTR = SearchAttributeKey.for_keyword("JobName")
-TRIGGER_ATTR = SearchAttributeKey.for_keyword("Trigger")
+JOB_ID_ATTR = SearchAttributeKey.for_keyword(JOB_ID_ATTRIBUTE)
+JOB_NAME_ATTR = SearchAttributeKey.for_keyword(JOB_NAME_ATTRIBUTE)
+TRIGGER_ATTR = SearchAttributeKey.for_keyword(TRIGGER_ATTRIBUTE)
 SEARCH_ATTRIBUTES = (JOB_ID_ATTR, JOB_NAME_ATTR, TRIGGER_ATTR)
 
 

@@ -1,43 +1,17 @@
-"""Steering a job's schedule and reading its run history."""
+"""``/jobs/{job_id}/...``: a job's schedule: read it, pause, resume, trigger, backfill."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body
 
-from api.deps import JobServiceDep, RunHistoryDep, SchedulingDep
+from api.deps import JobServiceDep, SchedulingDep
 from api.errors import ERROR_RESPONSES
-from jobs.run_schemas import (
-    BackfillRequest,
-    BackfillResponse,
-    NoteRequest,
-    RunList,
-    RunResponse,
-    ScheduleView,
-    TriggerRequest,
-)
-from jobs.schemas import JobResponse
-from jobs.status import JobStatus
+from jobs.requests import BackfillRequest, NoteRequest, TriggerRequest
+from jobs.responses import BackfillResponse, JobResponse, ScheduleView
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["scheduling"])
-
-
-@router.get("/runs", responses=ERROR_RESPONSES)
-async def list_runs(
-    job_id: str,
-    history: RunHistoryDep,
-    status_filter: JobStatus | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> RunList:
-    """One record per run, newest first: trigger, times, attempts, checkpoint, deliveries."""
-    return await history.list_runs(job_id, status_filter, page, page_size)
-
-
-@router.get("/runs/{run_id}", responses=ERROR_RESPONSES)
-async def get_run(job_id: str, run_id: str, history: RunHistoryDep) -> RunResponse:
-    return await history.get_run(job_id, run_id)
 
 
 @router.get("/schedule", responses=ERROR_RESPONSES)

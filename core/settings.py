@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -11,13 +12,26 @@ from urllib.parse import quote
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from jobs.fields import NotifyEvent
+from workflows.models import NotifyEvent
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def _is_http_url(url: str) -> bool:
     return url.startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class PoolLimits:
+    """SQL connection pool of one process: ``size`` kept open, ``max_overflow`` more on demand.
+
+    A request holds at most one connection at a time, so the pool bounds concurrent requests
+    that touch SQL, not correctness; ``timeout_seconds`` is how long one waits for a free one.
+    """
+
+    size: int = 10
+    max_overflow: int = 20
+    timeout_seconds: float = 30.0
 
 
 class Settings(BaseSettings):
@@ -31,6 +45,10 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy async URL; default: SQLite file under DATA_DIR.",
     )
+
+    database_pool_size: int = Field(default=10, ge=1, le=1000)
+    database_max_overflow: int = Field(default=20, ge=0, le=1000)
+    database_pool_timeout_seconds: float = Field(default=30.0, gt=0)
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
@@ -152,6 +170,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'orchestrator.db').resolve()}"
+
+    @property
+    def database_pool(self) -> PoolLimits:
+        return PoolLimits(
+            self.database_pool_size,
+            self.database_max_overflow,
+            self.database_pool_timeout_seconds,
+        )
 
     @cached_property
     def checkpoint_root_dir(self) -> Path:

@@ -2,7 +2,8 @@
 
 Every record that concerns a job or a run carries ``job_id`` and ``run_id``. They come from a
 context variable, bound per request by the API (see ``api.log_context``) and per activity by
-``LogContextInterceptor``, or from the workflow info Temporal's loggers attach to the record.
+``supervision.interceptors.LogContextInterceptor``, or from the workflow info Temporal's
+loggers attach to the record.
 """
 
 from __future__ import annotations
@@ -18,16 +19,11 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from temporalio import activity, workflow
-from temporalio.worker import (
-    ActivityInboundInterceptor,
-    ExecuteActivityInput,
-    Interceptor,
-)
 
-from jobs.config import Settings
+from core.settings import Settings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# Runs started by a schedule have the workflow id "<job id>-<firing time>" (see jobs.schedules).
+# Runs started by a schedule have the workflow id "<job id>-<firing time>" (see jobs.temporal).
 _JOB_ID_PREFIX = re.compile(r"^(train-[0-9a-f]{8})(?:-|$)")
 _job_id: ContextVar[str | None] = ContextVar("log_job_id", default=None)
 _run_id: ContextVar[str | None] = ContextVar("log_run_id", default=None)
@@ -122,20 +118,3 @@ def configure_logging(settings: Settings) -> None:
         # The execution's info becomes fields of the line instead of a dict in its message.
         activity.logger.activity_info_on_message = False
         workflow.logger.workflow_info_on_message = False
-
-
-class LogContextInterceptor(Interceptor):
-    """Binds the job and run ids of each activity's input for the activity's log records."""
-
-    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
-        return _ActivityLogContext(next)
-
-
-class _ActivityLogContext(ActivityInboundInterceptor):
-    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-        # Every activity of ours takes one model that names its job (and usually its run).
-        request = input.args[0] if input.args else None
-        run_id = getattr(request, "run_id", None) or activity.info().workflow_id
-        job_id = getattr(request, "job_id", None) or (run_id and job_id_of_run(run_id))
-        with log_context(job_id=job_id, run_id=run_id):
-            return await self.next.execute_activity(input)

@@ -7,8 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from jobs.db import create_engine
-from jobs.models import Base
+from store.db import create_engine
+from store.models import Base
 
 target_metadata = Base.metadata
 
@@ -32,5 +32,5 @@ async def _run_async() -> None:
 
 
 if context.is_offline_mode():
-    raise SystemExit("offline migrations are not supported; run `python -m jobs.migrate`")
+    raise SystemExit("offline migrations are not supported; run `python -m store.migrate`")
 asyncio.run(_run_async())

@@ -1,22 +1,14 @@
-"""Checkpoint files: fingerprinting them on disk and keeping their records in SQL.
+"""Checkpoint files on the worker's disk: finding, fingerprinting and naming them.
 
 A checkpoint is a top-level entry (file or directory) of the job's checkpoint directory,
-announced by the trainer or found by a scan. Latest = highest step, then newest.
+announced by the trainer or found by a scan.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
-
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from jobs.models import Checkpoint
 
 _STEP_IN_NAME = re.compile(r"(\d+)(?!.*\d)")
 # Files a trainer is still writing, by the usual conventions.
@@ -67,62 +59,3 @@ def state_of(path: Path) -> tuple[int, int]:
 def step_from_name(name: str) -> int | None:
     match = _STEP_IN_NAME.search(name)
     return int(match.group(1)) if match else None
-
-
-async def record_checkpoint(
-    session: AsyncSession,
-    *,
-    job_id: str,
-    run_id: str,
-    attempt: int,
-    path: str,
-    step: int | None,
-    size_bytes: int,
-    sha256: str,
-    at: datetime,
-) -> bool:
-    """Record a checkpoint once (by job, path and content); True if it is new."""
-    existing = await session.scalar(
-        select(Checkpoint.id).where(
-            Checkpoint.job_id == job_id, Checkpoint.path == path, Checkpoint.sha256 == sha256
-        )
-    )
-    if existing is not None:
-        return False
-    session.add(
-        Checkpoint(
-            job_id=job_id,
-            run_id=run_id,
-            attempt=attempt,
-            path=path,
-            step=step,
-            size_bytes=size_bytes,
-            sha256=sha256,
-            created_at=at,
-        )
-    )
-    try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        return False
-    return True
-
-
-async def latest_checkpoint(
-    session: AsyncSession, job_id: str, run_id: str | None = None
-) -> Checkpoint | None:
-    """The job's (or one run's) latest checkpoint: highest step, then newest."""
-    query = select(Checkpoint).where(Checkpoint.job_id == job_id)
-    if run_id is not None:
-        query = query.where(Checkpoint.run_id == run_id)
-    query = query.order_by(
-        Checkpoint.step.is_(None), Checkpoint.step.desc(), Checkpoint.created_at.desc()
-    )
-    return await session.scalar(query.limit(1))
-
-
-async def list_checkpoints(session: AsyncSession, job_id: str) -> Sequence[Checkpoint]:
-    query = select(Checkpoint).where(Checkpoint.job_id == job_id)
-    rows = await session.scalars(query.order_by(Checkpoint.created_at.desc(), Checkpoint.id.desc()))
-    return rows.all()

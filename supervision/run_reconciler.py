@@ -12,16 +12,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from jobs import store
-from jobs.config import Settings
-from jobs.logs import attempt_log_path
-from jobs.models import Run, utcnow
-from jobs.status import JobStatus
+from core.settings import Settings
 from runtimes.base import (
     LABEL_ATTEMPT,
     LABEL_DEPLOYMENT,
@@ -29,6 +24,10 @@ from runtimes.base import (
     LABEL_RUN_ID,
     ContainerRuntime,
 )
+from store import runs as run_store
+from store.log_files import attempt_log_path
+from store.models import utcnow
+from workflows.models import JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +75,7 @@ class RunReconciler:
     async def reconcile_once(self) -> ReconcileReport:
         report = ReconcileReport()
         async with self._sessions() as session:
-            active = (
-                await session.scalars(
-                    select(Run).where(
-                        Run.status.in_([JobStatus.RUNNING.value, JobStatus.RETRYING.value])
-                    )
-                )
-            ).all()
+            active = await run_store.active_runs(session)
         for run in active:
             try:
                 closed = await self._closed_status(run.run_id, run.execution_id)
@@ -93,7 +86,7 @@ class RunReconciler:
                 continue
             status, message = _OUTCOME.get(closed, (JobStatus.FAILED, f"Run ended as {closed}"))
             async with self._sessions() as session:
-                await store.record_run_status(
+                await run_store.record_run_status(
                     session,
                     job_id=run.job_id,
                     run_id=run.run_id,

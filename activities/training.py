@@ -12,11 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.attempt import AttemptWatcher
-from jobs import checkpoints, store
-from jobs.config import Settings
-from jobs.logs import attempt_log_path, last_lines
-from jobs.models import utcnow
+from activities.attempt_watcher import AttemptWatcher
+from core.settings import Settings
 from runtimes.base import (
     ContainerRuntime,
     ContainerSpec,
@@ -25,12 +22,17 @@ from runtimes.base import (
     RuntimeUnavailableError,
     unit_name,
 )
+from store import checkpoints
+from store import runs as run_store
+from store.log_files import attempt_log_path, last_lines
+from store.models import utcnow
 from workflows.models import (
     IMAGE_UNAVAILABLE,
     INVALID_SPEC,
     RUN_TRAINING_CONTAINER,
     RUNTIME_UNAVAILABLE,
     AttemptOutcome,
+    ResumePolicy,
     RunAttemptInput,
 )
 
@@ -70,7 +72,7 @@ class TrainingActivities:
         """
         try:
             host_dir = checkpoint_host_dir(
-                self._settings.checkpoint_root_dir, request.checkpoint_path
+                self._settings.checkpoint_root_dir, request.spec.checkpoint_path
             )
             spec = await self._spec(request, host_dir)
             started = await self._runtime.start(spec)
@@ -85,7 +87,7 @@ class TrainingActivities:
 
         first_start = _first_start_time()
         async with self._sessions() as session:
-            await store.record_attempt_start(
+            await run_store.record_attempt_start(
                 session, request.job_id, request.run_id, request.attempt, first_start
             )
         log_path = attempt_log_path(
@@ -120,10 +122,12 @@ class TrainingActivities:
         )
 
     async def _spec(self, request: RunAttemptInput, host_dir: Path) -> ContainerSpec:
-        in_container = self._settings.runtime == "docker"
-        checkpoint_dir = request.checkpoint_path if in_container else str(host_dir)
-        env = dict(request.env)
-        for name in request.secret_env:
+        spec = request.spec
+        # A runtime that mounts the directory shows it at the job's path; else the host's.
+        mounted = self._runtime.mounts_checkpoints
+        checkpoint_dir = spec.checkpoint_path if mounted else str(host_dir)
+        env = dict(spec.env)
+        for name in spec.secret_env:
             value = os.environ.get(name)
             if value is None:
                 raise InvalidSpecError(f"secret_env {name} is not set in the worker's environment")
@@ -142,20 +146,20 @@ class TrainingActivities:
             job_id=request.job_id,
             run_id=request.run_id,
             attempt=request.attempt,
-            image=request.image,
-            command=request.command,
+            image=spec.image,
+            command=spec.command,
             env=env,
             checkpoint_host_dir=host_dir,
-            checkpoint_mount_path=request.checkpoint_path if in_container else None,
-            resources=request.resources,
+            checkpoint_mount_path=spec.checkpoint_path if mounted else None,
+            resources=spec.resources,
             deployment=self._settings.deployment,
         )
 
     async def _resume_from(self, request: RunAttemptInput) -> str | None:
         """The checkpoint this attempt resumes from, relative to the checkpoint directory."""
-        if request.resume_policy == "never":
+        if request.spec.resume_policy is ResumePolicy.NEVER:
             return None
-        run_only = request.resume_policy == "retries"
+        run_only = request.spec.resume_policy is ResumePolicy.RETRIES
         async with self._sessions() as session:
             latest = await checkpoints.latest_checkpoint(
                 session, request.job_id, request.run_id if run_only else None
@@ -184,8 +188,9 @@ class TrainingActivities:
                 await watcher.scan_checkpoints(settled_only=True)
                 next_scan = loop.time() + self._settings.checkpoint_scan_seconds
             elapsed = (utcnow() - first_start).total_seconds()
-            if request.timeout_seconds is not None and elapsed > request.timeout_seconds:
-                activity.logger.info("%s exceeded its %d s", name, request.timeout_seconds)
+            limit = request.spec.timeout_seconds
+            if limit is not None and elapsed > limit:
+                activity.logger.info("%s exceeded its %d s", name, limit)
                 code = await self._runtime.stop(name, self._settings.stop_grace_seconds)
                 return (code if code is not None else 137), True
 
@@ -207,7 +212,7 @@ class TrainingActivities:
             activity.logger.warning("following the output of %s failed: %s", name, err)
         await watcher.scan_checkpoints(settled_only=False)
         async with self._sessions() as session:
-            await store.record_attempt_end(
+            await run_store.record_attempt_end(
                 session, request.run_id, request.attempt, exit_code, utcnow()
             )
         await self._runtime.remove(name)

@@ -8,12 +8,15 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from jobs import checkpoints, logs, store, views
-from jobs.config import Settings
-from jobs.errors import JobNotRunning
-from jobs.schedules import JobSchedules
-from jobs.schemas import CheckpointList, CheckpointResponse, JobResponse
-from jobs.status import JobStatus
+from core.errors import JobNotRunning
+from core.settings import Settings
+from jobs import views
+from jobs.responses import CheckpointList, CheckpointResponse, JobResponse
+from jobs.temporal import JobSchedules
+from store import checkpoints, log_files
+from store import jobs as job_store
+from store import runs as run_store
+from workflows.models import JobStatus
 
 _POLL_SECONDS = 0.3
 _FOLLOW_CHUNK = 65_536
@@ -35,7 +38,7 @@ class RunService:
     async def cancel(self, job_id: str) -> JobResponse:
         """Cancel the running run and wait (bounded) until it has recorded ``cancelled``."""
         async with self._sessions() as session:
-            job = await store.get_job(session, job_id)
+            job = await job_store.get_job(session, job_id)
         if not JobStatus(job.status).is_active or job.latest_run_id is None:
             raise JobNotRunning(job_id, job.status)
         await self._schedules.cancel_run(job.latest_run_id)
@@ -43,7 +46,7 @@ class RunService:
         deadline = asyncio.get_running_loop().time() + self._settings.stop_grace_seconds + 15
         while asyncio.get_running_loop().time() < deadline:
             async with self._sessions() as session:
-                job = await store.get_job(session, job_id)
+                job = await job_store.get_job(session, job_id)
                 if JobStatus(job.status).is_final:
                     break
             await asyncio.sleep(_POLL_SECONDS)
@@ -52,7 +55,7 @@ class RunService:
 
     async def checkpoints(self, job_id: str) -> CheckpointList:
         async with self._sessions() as session:
-            job = await store.get_job(session, job_id)
+            job = await job_store.get_job(session, job_id)
             rows = await checkpoints.list_checkpoints(session, job_id)
             latest = await checkpoints.latest_checkpoint(session, job_id)
         return CheckpointList(
@@ -65,8 +68,8 @@ class RunService:
     async def latest_run(self, job_id: str) -> tuple[str | None, bool]:
         """The job's latest run id and whether that run is over (JobNotFound if no job)."""
         async with self._sessions() as session:
-            job = await store.get_job(session, job_id)
-            run = await store.run_of(session, job.latest_run_id)
+            job = await job_store.get_job(session, job_id)
+            run = await run_store.run_of(session, job.latest_run_id)
         if run is None:
             return None, not JobStatus(job.status).is_active
         return run.run_id, JobStatus(run.status).is_final
@@ -76,9 +79,9 @@ class RunService:
         run_id, _ = await self.latest_run(job_id)
         if run_id is None:
             return ""
-        files = logs.attempt_logs(self._settings.log_dir, job_id, run_id)
+        files = log_files.attempt_logs(self._settings.log_dir, job_id, run_id)
         text = await asyncio.to_thread(_join_attempts, files)
-        return text if tail is None else logs.last_lines(text, tail) + ("\n" if tail else "")
+        return text if tail is None else log_files.last_lines(text, tail) + ("\n" if tail else "")
 
     async def follow_logs(self, job_id: str, tail: int | None) -> AsyncIterator[bytes]:
         """The latest run's output so far, then new output as it is written, until it ends."""
@@ -88,11 +91,11 @@ class RunService:
         yield (await self.log_text(job_id, tail)).encode()
         offsets = {
             path: path.stat().st_size
-            for _, path in logs.attempt_logs(self._settings.log_dir, job_id, run_id)
+            for _, path in log_files.attempt_logs(self._settings.log_dir, job_id, run_id)
         }
         while True:
             latest, finished = await self.latest_run(job_id)
-            for attempt, path in logs.attempt_logs(self._settings.log_dir, job_id, run_id):
+            for attempt, path in log_files.attempt_logs(self._settings.log_dir, job_id, run_id):
                 if path not in offsets:
                     offsets[path] = 0
                     yield f"--- attempt {attempt} ---\n".encode()

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from jobs import store
-from jobs.config import Settings
-from jobs.errors import OrchestratorError
-from jobs.models import Attempt, Checkpoint, NotificationDelivery, Run
-from jobs.run_schemas import Attempt as AttemptView
-from jobs.run_schemas import RunList, RunResponse
-from jobs.schemas import CheckpointResponse, Delivery
-from jobs.status import JobStatus
+from core.errors import OrchestratorError
+from core.settings import Settings
+from jobs.responses import (
+    Attempt as AttemptView,
+)
+from jobs.responses import (
+    CheckpointResponse,
+    Delivery,
+    RunList,
+    RunResponse,
+)
 from jobs.views import progress_of
+from store import checkpoints
+from store import jobs as job_store
+from store import runs as run_store
+from store.deliveries import deliveries_of_runs
+from store.models import Run
+from workflows.models import JobStatus
 
 
 class RunNotFound(OrchestratorError):
@@ -34,23 +42,15 @@ class RunHistory:
         self, job_id: str, status: JobStatus | None, page: int, page_size: int
     ) -> RunList:
         async with self._sessions() as session:
-            await store.get_job(session, job_id)
-            query = select(Run).where(Run.job_id == job_id)
-            count = select(func.count()).select_from(Run).where(Run.job_id == job_id)
-            if status is not None:
-                query = query.where(Run.status == status.value)
-                count = count.where(Run.status == status.value)
-            query = query.order_by(Run.started_at.desc(), Run.run_id.desc())
-            page_query = query.offset((page - 1) * page_size).limit(page_size)
-            runs = (await session.scalars(page_query)).all()
-            total = int(await session.scalar(count) or 0)
+            await job_store.get_job(session, job_id)
+            runs, total = await run_store.list_runs(session, job_id, status, page, page_size)
             views = await self._views(session, list(runs))
         return RunList(runs=views, total=total, page=page, page_size=page_size)
 
     async def get_run(self, job_id: str, run_id: str) -> RunResponse:
         async with self._sessions() as session:
-            await store.get_job(session, job_id)
-            run = await session.get(Run, run_id)
+            await job_store.get_job(session, job_id)
+            run = await run_store.find_run(session, run_id)
             if run is None or run.job_id != job_id:
                 raise RunNotFound(job_id, run_id)
             return (await self._views(session, [run]))[0]
@@ -60,28 +60,18 @@ class RunHistory:
         ids = [run.run_id for run in runs]
         if not ids:
             return []
-        attempts: dict[str, list[AttemptView]] = {run_id: [] for run_id in ids}
-        for row in await session.scalars(
-            select(Attempt).where(Attempt.run_id.in_(ids)).order_by(Attempt.attempt)
-        ):
-            attempts[row.run_id].append(AttemptView.model_validate(row))
-        latest: dict[str, CheckpointResponse] = {}
-        ordered = (
-            select(Checkpoint)
-            .where(Checkpoint.run_id.in_(ids))
-            .order_by(
-                Checkpoint.step.is_(None), Checkpoint.step.desc(), Checkpoint.created_at.desc()
-            )
-        )
-        for checkpoint in await session.scalars(ordered):
-            latest.setdefault(checkpoint.run_id, CheckpointResponse.model_validate(checkpoint))
-        deliveries: dict[str, list[Delivery]] = {run_id: [] for run_id in ids}
-        for delivery in await session.scalars(
-            select(NotificationDelivery)
-            .where(NotificationDelivery.run_id.in_(ids))
-            .order_by(NotificationDelivery.created_at, NotificationDelivery.id)
-        ):
-            deliveries[delivery.run_id].append(Delivery.model_validate(delivery))
+        attempts = {
+            run_id: [AttemptView.model_validate(row) for row in rows]
+            for run_id, rows in (await run_store.attempts_of_runs(session, ids)).items()
+        }
+        latest = {
+            run_id: CheckpointResponse.model_validate(checkpoint)
+            for run_id, checkpoint in (await checkpoints.latest_of_runs(session, ids)).items()
+        }
+        deliveries = {
+            run_id: [Delivery.model_validate(row) for row in rows]
+            for run_id, rows in (await deliveries_of_runs(session, ids)).items()
+        }
         return [
             RunResponse(
                 run_id=run.run_id,

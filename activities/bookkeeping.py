@@ -6,13 +6,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from jobs import store
-from jobs.config import Settings
-from jobs.errors import JobNotFound, OrchestratorError
-from jobs.models import Job
-from jobs.registration import register_job
-from jobs.schedules import JobSchedules
-from jobs.status import JobStatus
+from core.errors import JobNotFound, OrchestratorError
+from core.settings import Settings
+from jobs.creation import JobCreator
+from store import jobs as job_store
+from store import runs as run_store
 from workflows.models import (
     INVALID_JOB_SPEC,
     JOB_NOT_FOUND,
@@ -21,6 +19,8 @@ from workflows.models import (
     RunPlan,
     RunStatusUpdate,
     StartRunInput,
+    TrainingSpec,
+    Trigger,
 )
 
 
@@ -31,11 +31,11 @@ class RunStoreActivities:
         self,
         sessions: async_sessionmaker[AsyncSession],
         settings: Settings,
-        schedules: JobSchedules | None = None,
+        creator: JobCreator | None = None,
     ) -> None:
         self._sessions = sessions
         self._settings = settings
-        self._schedules = schedules
+        self._creator = creator
 
     @activity.defn(name=START_RUN)
     async def start_run(self, request: StartRunInput) -> RunPlan:
@@ -43,25 +43,27 @@ class RunStoreActivities:
 
         An SDK start for an unknown job that carries a job spec registers the job first.
         """
-        if request.job is not None and self._schedules is not None:
+        if request.job is not None and self._creator is not None:
             async with self._sessions() as session:
-                known = await session.get(Job, request.job_id) is not None
+                known = await job_store.find_job(session, request.job_id) is not None
             if not known:
                 try:
-                    await register_job(self._sessions, self._schedules, request.job_id, request.job)
+                    await self._creator.register(request.job_id, request.job)
                 except OrchestratorError as err:
                     raise ApplicationError(
                         err.detail, type=INVALID_JOB_SPEC, non_retryable=True
                     ) from err
         async with self._sessions() as session:
             try:
-                job, run = await store.start_run(
+                job, run = await run_store.start_run(
                     session,
                     request.job_id,
                     request.run_id,
                     request.execution_id,
                     request.started_at,
-                    default_trigger="schedule" if request.started_by_schedule else "sdk",
+                    default_trigger=Trigger.SCHEDULE
+                    if request.started_by_schedule
+                    else Trigger.SDK,
                     scheduled_at=request.scheduled_at,
                 )
             except JobNotFound as err:
@@ -75,16 +77,10 @@ class RunStoreActivities:
             job_id=job.job_id,
             run_id=run.run_id,
             name=job.name,
-            image=job.image,
-            command=list(job.command),
+            # The row's columns carry the spec's names: one copy, validated by the contract.
+            spec=TrainingSpec.model_validate(job, from_attributes=True),
             max_retries=job.max_retries,
-            checkpoint_path=job.checkpoint_path,
-            env=dict(job.env or {}),
-            secret_env=list(job.secret_env or []),
-            resources=job.resources,
-            timeout_seconds=job.timeout_seconds,
-            resume_policy=job.resume_policy,
-            trigger=run.trigger,
+            trigger=Trigger(run.trigger),
             retry_backoff_seconds=settings.retry_backoff_seconds,
             retry_backoff_max_seconds=settings.retry_backoff_max_seconds,
             heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
@@ -96,11 +92,11 @@ class RunStoreActivities:
     async def record_run_status(self, update: RunStatusUpdate) -> None:
         """Apply one status transition of a run to the run and (if latest) its job."""
         async with self._sessions() as session:
-            applied = await store.record_run_status(
+            applied = await run_store.record_run_status(
                 session,
                 job_id=update.job_id,
                 run_id=update.run_id,
-                status=JobStatus(update.status),
+                status=update.status,
                 attempt=update.attempt,
                 retry_count=update.retry_count,
                 at=update.at,

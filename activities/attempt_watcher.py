@@ -13,10 +13,12 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from jobs import checkpoints, store
-from jobs.models import utcnow
+from activities import checkpoint_files
 from runtimes.base import ContainerRuntime
-from runtimes.protocol import ProgressReport, parse_checkpoint, parse_progress
+from runtimes.trainer_protocol import ProgressReport, parse_checkpoint, parse_progress
+from store import checkpoints
+from store import runs as run_store
+from store.models import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ class AttemptWatcher:
             if loop.time() - self._last_write >= _PROGRESS_WRITE_INTERVAL:
                 await self.flush_progress()
         elif announced := parse_checkpoint(line):
-            path = checkpoints.resolve_inside(self._checkpoint_dir, announced.path)
+            path = checkpoint_files.resolve_inside(self._checkpoint_dir, announced.path)
             if path is None:
                 logger.warning("ignoring checkpoint outside or missing: %s", announced.path)
                 return
@@ -86,7 +88,9 @@ class AttemptWatcher:
         self._last_write = asyncio.get_running_loop().time()
         self._progress_written = self.progress
         async with self._sessions() as session:
-            await store.record_progress(session, self._run_id, self.progress.as_dict(), utcnow())
+            await run_store.record_progress(
+                session, self._run_id, self.progress.as_dict(), utcnow()
+            )
 
     async def scan_checkpoints(self, *, settled_only: bool) -> None:
         """Record checkpoint files the trainer wrote without announcing them.
@@ -95,9 +99,9 @@ class AttemptWatcher:
         changed between two scans, so a file still being written is not taken for a
         checkpoint to resume from; when the attempt is over, everything left is recorded.
         """
-        for path in await asyncio.to_thread(checkpoints.scan, self._checkpoint_dir):
+        for path in await asyncio.to_thread(checkpoint_files.scan, self._checkpoint_dir):
             try:
-                state = await asyncio.to_thread(checkpoints.state_of, path)
+                state = await asyncio.to_thread(checkpoint_files.state_of, path)
             except OSError:
                 continue  # removed meanwhile
             if self._scanned.get(path) == state and state in self._recorded.get(path, set()):
@@ -105,12 +109,12 @@ class AttemptWatcher:
             previous, self._scanned[path] = self._scanned.get(path), state
             if settled_only and previous != state:
                 continue
-            await self._record(path, checkpoints.step_from_name(path.name))
+            await self._record(path, checkpoint_files.step_from_name(path.name))
             self._recorded.setdefault(path, set()).add(state)
 
     async def _record(self, path: Path, step: int | None) -> None:
         try:
-            size, sha256 = await asyncio.to_thread(checkpoints.fingerprint, path)
+            size, sha256 = await asyncio.to_thread(checkpoint_files.fingerprint, path)
         except OSError as err:  # deleted or unreadable meanwhile: nothing to resume from
             logger.warning("cannot read checkpoint %s: %s", path, err)
             return

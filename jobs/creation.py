@@ -1,0 +1,101 @@
+"""The one way a job comes into being: from ``POST /jobs`` or from an SDK start.
+
+Both paths validate the same spec (notification routing included), journal the schedule
+change before the row is committed, and undo the row if the schedule cannot be created; if
+the process dies in between, the reconciler replays the journal entry.
+
+Python users may start ``TrainingJobWorkflow`` with the Temporal SDK for a job id the
+orchestrator does not know, passing the body of ``POST /jobs`` in the input: the job is then
+registered as a one-off job under the caller's id, and the caller's own run is its first.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.errors import DuplicateJobName, InvalidInput
+from core.settings import Settings
+from jobs.notification_rules import validate_job_notifications
+from jobs.requests import JobCreate
+from jobs.temporal import JobSchedules
+from store import jobs as job_store
+from store import journal
+from store.models import Job
+from workflows.models import Trigger
+
+JOB_ID_FORMAT = re.compile(r"train-[0-9a-f]{8}")
+
+
+class JobCreator:
+    """Creates jobs: the SQL row and its Temporal Schedule, kept in step by the journal."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        schedules: JobSchedules,
+        settings: Settings,
+    ) -> None:
+        self._sessions = sessions
+        self._schedules = schedules
+        self._settings = settings
+
+    async def create(self, body: JobCreate) -> Job:
+        """A job with a fresh id; one without a schedule runs once, now."""
+        return await self._create(body, job_id=None)
+
+    async def register(self, job_id: str, spec: dict[str, Any]) -> Job:
+        """The job of an SDK start for an unknown ``job_id``, from the spec in its input.
+
+        Raises:
+            InvalidInput: The id is malformed or was used before, or the spec is invalid.
+            DuplicateJobName: Another job has the name.
+        """
+        if not JOB_ID_FORMAT.fullmatch(job_id):
+            raise InvalidInput(f"job_id {job_id!r} must look like train-1a2b3c4d (8 hex digits)")
+        try:
+            body = JobCreate.model_validate({**spec, "schedule": None})
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+            )
+            raise InvalidInput(
+                f"the job spec in the workflow input is invalid: {problems}"
+            ) from None
+        return await self._create(body, job_id=job_id)
+
+    async def _create(self, body: JobCreate, *, job_id: str | None) -> Job:
+        validate_job_notifications(self._settings, body.notifications)
+        # An SDK-started job's first run is the caller's own; an API one-off runs at once.
+        run_now = job_id is None and body.schedule is None
+        async with self._sessions() as session:
+            if await job_store.name_taken(session, body.name):
+                raise DuplicateJobName(body.name)
+            if job_id is None:
+                job_id = await job_store.issue_job_id(session)
+            elif not await job_store.claim_job_id(session, job_id):
+                raise InvalidInput(f"job id {job_id} was used before; job ids are never reused")
+            trigger = Trigger.MANUAL.value if run_now else None
+            job = job_store.new_job(job_id, body.model_dump(), pending_trigger=trigger)
+            await journal.journal_schedule_change(session, job_id)
+            session.add(job)
+            try:
+                # Committed before the schedule exists: a one-off job's run starts at once
+                # and must find its row.
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()
+                await journal.clear_schedule_change(session, job_id)
+                raise DuplicateJobName(body.name) from None
+            try:
+                await self._schedules.create(job, trigger_now=run_now)
+            except BaseException:
+                await job_store.delete_job_rows(session, job_id)
+                await session.commit()
+                raise
+            await journal.clear_schedule_change(session, job_id)
+            return job

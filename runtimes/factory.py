@@ -1,0 +1,39 @@
+"""The runtime an operator chose (``RUNTIME``), built once by the worker.
+
+Adding a runtime is one module with a class that fulfils ``runtimes.base.ContainerRuntime``
+and one entry here. Each is imported only when chosen, so a host without Docker never loads
+the docker SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core.settings import Settings
+from runtimes.base import ContainerRuntime
+
+
+def _docker(settings: Settings) -> ContainerRuntime:
+    from runtimes.docker import DockerRuntime
+
+    return DockerRuntime(
+        network_mode=settings.container_network, pull_policy=settings.image_pull_policy
+    )
+
+
+def _process(settings: Settings) -> ContainerRuntime:
+    # Runs commands on the worker's own host: only when an operator asks for it by name.
+    from runtimes.process import ProcessRuntime
+
+    return ProcessRuntime(settings.data_dir.resolve() / "process-runtime")
+
+
+RUNTIMES: dict[str, Callable[[Settings], ContainerRuntime]] = {
+    "docker": _docker,
+    "process": _process,
+}
+
+
+def build_runtime(settings: Settings) -> ContainerRuntime:
+    """The runtime named by ``settings.runtime``."""
+    return RUNTIMES[settings.runtime](settings)

@@ -1,0 +1,120 @@
+"""SQL reads and writes of jobs. Functions take a session; callers own transactions."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import JobNotFound
+from store.models import IssuedJobId, Job, Run, utcnow
+from workflows.models import JobStatus
+
+_MAX_ID_DRAWS = 32
+
+
+def draw_job_id() -> str:
+    return f"train-{secrets.token_hex(4)}"
+
+
+async def issue_job_id(session: AsyncSession) -> str:
+    """Reserve a fresh job id for good (committed), drawing again on a collision."""
+    for _ in range(_MAX_ID_DRAWS):
+        job_id = draw_job_id()
+        session.add(IssuedJobId(job_id=job_id, issued_at=utcnow()))
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            continue
+        return job_id
+    raise RuntimeError("could not draw an unused job id")
+
+
+async def claim_job_id(session: AsyncSession, job_id: str) -> bool:
+    """Reserve a caller's job id for good (committed); False if it was ever issued."""
+    session.add(IssuedJobId(job_id=job_id, issued_at=utcnow()))
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        return False
+    return True
+
+
+def new_job(job_id: str, fields: dict[str, Any], **extra: Any) -> Job:
+    """The row of a job created from a validated spec's ``fields``: pending, no runs yet."""
+    now = utcnow()
+    checkpoint_path = fields.get("checkpoint_path") or f"/checkpoints/{job_id}"
+    fields = {**fields, "checkpoint_path": checkpoint_path}
+    return Job(
+        job_id=job_id,
+        **fields,
+        retry_count=0,
+        status=JobStatus.PENDING.value,
+        created_at=now,
+        updated_at=now,
+        **extra,
+    )
+
+
+async def find_job(session: AsyncSession, job_id: str) -> Job | None:
+    return await session.get(Job, job_id)
+
+
+async def get_job(session: AsyncSession, job_id: str) -> Job:
+    job = await session.get(Job, job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+async def name_taken(session: AsyncSession, name: str, *, except_job: str | None = None) -> bool:
+    query = select(Job.job_id).where(Job.name == name)
+    if except_job is not None:
+        query = query.where(Job.job_id != except_job)
+    return (await session.scalar(query.limit(1))) is not None
+
+
+async def list_jobs(
+    session: AsyncSession, status: JobStatus | None, page: int, page_size: int
+) -> tuple[Sequence[Job], int]:
+    """One page of jobs, newest first, and the total matching the filter."""
+    query = select(Job)
+    count = select(func.count()).select_from(Job)
+    if status is not None:
+        query = query.where(Job.status == status.value)
+        count = count.where(Job.status == status.value)
+    query = query.order_by(Job.created_at.desc(), Job.job_id.desc())
+    rows = await session.scalars(query.offset((page - 1) * page_size).limit(page_size))
+    total = await session.scalar(count)
+    return rows.all(), int(total or 0)
+
+
+async def count_by_status(session: AsyncSession) -> dict[JobStatus, int]:
+    """Jobs per status by SQL aggregate (index-only on the status index)."""
+    result = await session.execute(select(Job.status, func.count()).group_by(Job.status))
+    counts = dict.fromkeys(JobStatus, 0)
+    for status, number in result.all():
+        counts[JobStatus(status)] = int(number)
+    return counts
+
+
+async def count_schedule_states(session: AsyncSession) -> tuple[int, int]:
+    """Jobs whose schedule is paused, and jobs with an active (unpaused) cron schedule."""
+    paused = await session.scalar(select(func.count()).select_from(Job).where(Job.paused))
+    scheduled = await session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.schedule.is_not(None), Job.paused.is_(False))
+    )
+    return int(paused or 0), int(scheduled or 0)
+
+
+async def delete_job_rows(session: AsyncSession, job_id: str) -> None:
+    await session.execute(delete(Run).where(Run.job_id == job_id))
+    await session.execute(delete(Job).where(Job.job_id == job_id))
