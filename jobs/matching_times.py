@@ -8,15 +8,14 @@ window. It is the computation a backfill runs, so the list names the runs a back
 1.32):
 
 - the server answers ``start < t <= end``; ``schedule_matching_times`` shifts both ends back
-  by one nanosecond so that its answer is ``start <= t < end``, like
-  ``jobs.cron_times.firing_times``;
+  by one nanosecond so that its answer is ``start <= t < end``;
 - one call lists at most 1,000 times (the server's ``maxListMatchingTimesCount``); longer
   answers are fetched page by page, each page starting just after the last time of the
   previous one, and no more pages are asked for than ``limit + 1`` times need;
 - nothing is listed before 1970-01-01 or after the year 2100 (Temporal's calendar limits);
 - a local time skipped by a daylight-saving change does not fire; one repeated by the change
   fires at both occurrences in zones west of UTC (America/New_York) and only at the second
-  in zones east of it (Europe/Berlin), where ``firing_times`` names the first occurrence only.
+  in zones east of it (Europe/Berlin); the backfill starts exactly those runs.
 """
 
 from __future__ import annotations

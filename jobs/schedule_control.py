@@ -18,7 +18,6 @@ from temporalio.service import RPCError
 
 from core.errors import InvalidInput, JobRunning, ServiceUnavailable
 from core.settings import Settings
-from jobs.cron_times import firing_times
 from jobs.requests import BackfillRequest
 from jobs.responses import BackfillResponse, FiringTime, ScheduleEventResponse, ScheduleView
 from jobs.temporal import JobSchedules
@@ -136,9 +135,7 @@ class SchedulingService:
         if not job.schedule:
             raise InvalidInput(f"job {job_id} has no schedule to backfill")
         limit = self._settings.backfill_max_firings
-        times = list(
-            firing_times(job.schedule, job.timezone, request.start, request.end, limit + 1)
-        )
+        times = await self._schedules.matching_times(job_id, request.start, request.end, limit)
         if len(times) > limit:
             raise InvalidInput(
                 f"the range holds more than {limit} firings (BACKFILL_MAX_FIRINGS); "

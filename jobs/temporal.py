@@ -30,6 +30,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.errors import ServiceUnavailable
+from jobs.matching_times import schedule_matching_times
 from store.models import Job
 from workflows.models import (
     JOB_ID_ATTRIBUTE,
@@ -209,10 +210,20 @@ class JobSchedules:
         await (await self._handle(job_id)).unpause(note=note, rpc_timeout=self._timeout)
 
     async def backfill(self, job_id: str, start: datetime, end: datetime, overlap: str) -> None:
+        """Start the runs of firings ``start <= t < end``, as ``matching_times`` lists them."""
+        # Temporal's backfill also fires at exactly end_at; the range we promise excludes it.
+        end_at = end - timedelta(microseconds=1)
         await (await self._handle(job_id)).backfill(
-            ScheduleBackfill(start_at=start, end_at=end, overlap=OVERLAP_POLICIES[overlap]),
+            ScheduleBackfill(start_at=start, end_at=end_at, overlap=OVERLAP_POLICIES[overlap]),
             rpc_timeout=self._timeout,
         )
+
+    async def matching_times(
+        self, job_id: str, start: datetime, end: datetime, limit: int
+    ) -> list[datetime]:
+        """The schedule's firings ``start <= t < end`` as Temporal computes them (≤ limit+1)."""
+        client = await self._temporal.client()
+        return await schedule_matching_times(client, job_id, start, end, limit, self._timeout)
 
     async def list_states(self) -> dict[str, tuple[bool, str | None, datetime | None]]:
         """``job_id -> (paused, note, next firing)`` of every schedule, in one listing."""

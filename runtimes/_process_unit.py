@@ -12,6 +12,8 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -86,6 +88,46 @@ def read_tail(path: Path, lines: int) -> bytes:
     if trailing:
         parts.pop()
     return b"\n".join(parts[-lines:]) + (b"\n" if trailing else b"")
+
+
+def executable_problem(command: list[str], path: str) -> str | None:
+    """Why ``command`` cannot be executed with this ``PATH``; None if it can."""
+    if not command:
+        return "the process runtime needs a command: there is no image default"
+    executable = command[0]
+    if os.sep in executable:
+        if not (os.path.isfile(executable) and os.access(executable, os.X_OK)):
+            return f"{executable!r} does not exist or is not executable"
+    elif shutil.which(executable, path=path) is None:
+        return f"executable {executable!r} not found on PATH {path}"
+    return None
+
+
+def signal_group(pgid: int, signum: signal.Signals) -> None:
+    """Signal a process group that may already be gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
+
+
+def alive(pid: int, marker: str | None = None) -> bool:
+    """Whether ``pid`` runs (not a zombie) and, given ``marker``, is still that program."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # It exists but belongs to someone else.
+    proc = Path("/proc", str(pid))
+    try:
+        # A zombie has exited and only waits for its parent to collect it.
+        if (proc / "stat").read_text().rpartition(")")[2].split()[0] == "Z":
+            return False
+        # A recycled pid belongs to another program.
+        if marker is not None and marker.encode() not in (proc / "cmdline").read_bytes():
+            return False
+    except (OSError, IndexError):
+        pass  # No procfs: kill() is all we know.
+    return True
 
 
 def main(argv: list[str]) -> int:

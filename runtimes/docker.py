@@ -48,10 +48,8 @@ class DockerRuntime:
     activity find and follow the container a crashed worker left behind.
     """
 
-    @property
-    def mounts_checkpoints(self) -> bool:
-        """True: the checkpoint directory is bind-mounted at the job's ``checkpoint_path``."""
-        return True
+    # The checkpoint directory is bind-mounted at the job's checkpoint_path.
+    mounts_checkpoints = True
 
     def __init__(
         self,

@@ -29,10 +29,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from runtimes._process_unit import (
+    alive,
+    executable_problem,
     locked,
     read_int,
     read_pid,
     read_tail,
+    signal_group,
     start_in_flight,
     write_atomically,
 )
@@ -65,10 +68,8 @@ class ProcessRuntime:
     directory, without a shell: ``spec.command`` is an argv list.
     """
 
-    @property
-    def mounts_checkpoints(self) -> bool:
-        """False: the trainer runs on the host and sees the host directory itself."""
-        return False
+    # The trainer runs on the host and sees the host directory itself.
+    mounts_checkpoints = False
 
     def __init__(self, state_dir: Path) -> None:
         """Keep unit directories under ``state_dir`` (created on first start).
@@ -121,11 +122,11 @@ class ProcessRuntime:
         if code is not None or pid is None:
             return code
         logger.info("stopping unit %s (process group %d)", name, pid)
-        _signal_group(pid, signal.SIGTERM)
+        signal_group(pid, signal.SIGTERM)
         try:
             code = await self.wait(name, grace_seconds)
             # Even after a clean exit: children the trainer left behind still hold resources.
-            _signal_group(pid, signal.SIGKILL)
+            signal_group(pid, signal.SIGKILL)
             if code is None:
                 code = await self.wait(name, _KILL_WAIT_SECONDS)
         except LookupError:
@@ -136,7 +137,7 @@ class ProcessRuntime:
         """Kill the unit if it still runs and delete its directory; missing is fine."""
         code, pid = await asyncio.to_thread(self._outcome, name)
         if code is None and pid is not None:
-            _signal_group(pid, signal.SIGKILL)
+            signal_group(pid, signal.SIGKILL)
             with contextlib.suppress(LookupError):
                 await self.wait(name, _KILL_WAIT_SECONDS)
         await asyncio.to_thread(self._delete, name)
@@ -160,7 +161,8 @@ class ProcessRuntime:
         env = {key: os.environ[key] for key in _KEPT_ENV if key in os.environ}
         env.setdefault("PATH", os.defpath)
         env.update(spec.env)
-        _check_executable(spec.command, env["PATH"])
+        if problem := executable_problem(spec.command, env["PATH"]):
+            raise InvalidSpecError(problem)
         if spec.checkpoint_host_dir is not None:
             try:
                 spec.checkpoint_host_dir.mkdir(parents=True, exist_ok=True)
@@ -229,13 +231,13 @@ class ProcessRuntime:
                 return None
             raise LookupError(name)
         wrapper_pid = read_pid(unit / "wrapper_pid")
-        if wrapper_pid is not None and _alive(wrapper_pid, marker=_WRAPPER.name):
+        if wrapper_pid is not None and alive(wrapper_pid, marker=_WRAPPER.name):
             return None
         # The wrapper may have recorded the code just before it exited.
         code = read_int(unit / "exit_code")
         if code is not None:
             return code
-        if _alive(pid):
+        if alive(pid):
             return None  # Orphaned trainer: still running, and its status is unknowable.
         logger.warning("wrapper of unit %s died; its exit status is lost", name)
         with open(unit / "output.log", "a", encoding="utf-8") as log:
@@ -293,42 +295,6 @@ class ProcessRuntime:
             if not isinstance(labels, dict) or LABEL_JOB_ID not in labels:
                 continue
             pid = read_pid(unit / "pid")
-            running = pid is not None and not (unit / "exit_code").exists() and _alive(pid)
+            running = pid is not None and not (unit / "exit_code").exists() and alive(pid)
             units.append((unit.name, {str(k): str(v) for k, v in labels.items()}, running))
         return units
-
-
-def _check_executable(command: list[str], path: str) -> None:
-    if not command:
-        raise InvalidSpecError("the process runtime needs a command: there is no image default")
-    executable = command[0]
-    if os.sep in executable:
-        if not (os.path.isfile(executable) and os.access(executable, os.X_OK)):
-            raise InvalidSpecError(f"{executable!r} does not exist or is not executable")
-    elif shutil.which(executable, path=path) is None:
-        raise InvalidSpecError(f"executable {executable!r} not found on PATH {path}")
-
-
-def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signum)
-
-
-def _alive(pid: int, marker: str | None = None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # It exists but belongs to someone else.
-    proc = Path("/proc", str(pid))
-    try:
-        # A zombie has exited and only waits for its parent to collect it.
-        if (proc / "stat").read_text().rpartition(")")[2].split()[0] == "Z":
-            return False
-        # A recycled pid belongs to another program.
-        if marker is not None and marker.encode() not in (proc / "cmdline").read_bytes():
-            return False
-    except (OSError, IndexError):
-        pass  # No procfs: kill() is all we know.
-    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +11,7 @@ import httpx
 import pytest
 from temporalio.client import Client, ScheduleBackfill, ScheduleOverlapPolicy
 
-from tests.conftest import unique_name, wait_for_status
+from tests.conftest import api_client, make_settings, unique_name, wait_for_status
 
 GUIDE_JOB = {
     "image": "gcr.io/my-project/trainer:latest",
@@ -332,3 +333,27 @@ async def test_docs_are_served(api: httpx.AsyncClient) -> None:
     assert {"/health", "/jobs", "/jobs/{job_id}", "/jobs/{job_id}/retry", "/stats"} <= set(
         spec["paths"]
     )
+
+
+async def test_fifty_concurrent_reads_share_a_small_pool(
+    api: httpx.AsyncClient, settings: Any, temporal_client: Client
+) -> None:
+    """A request holds one pooled connection at a time, so a pool of 2 serves 50 at once.
+
+    A request that held its session while opening a second one deadlocked here: every
+    connection held, every request waiting for one more, until the pool timeout.
+    """
+    job = await create(api, **GUIDE_JOB)
+    small = make_settings(
+        temporal_client,
+        settings.data_dir,
+        database_pool_size=2,
+        database_max_overflow=0,
+        database_pool_timeout_seconds=5,
+    )
+    async with api_client(small) as crowded:
+        answers = await asyncio.gather(*(crowded.get(f"/jobs/{job['job_id']}") for _ in range(50)))
+        health = await crowded.get("/health")
+    assert [answer.status_code for answer in answers] == [200] * 50
+    assert {answer.json()["job_id"] for answer in answers} == {job["job_id"]}
+    assert health.status_code == 200
