@@ -7,18 +7,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.settings import Settings
 from jobs.creation import JobCreator
 from jobs.run_control import RunService
 from jobs.run_history import RunHistory
 from jobs.schedule_control import SchedulingService
 from jobs.service import JobService
 from jobs.temporal import TemporalConnection
-
-
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 def get_job_creator(request: Request) -> JobCreator:
@@ -56,7 +50,6 @@ def get_temporal(request: Request) -> TemporalConnection:
     return temporal
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 JobCreatorDep = Annotated[JobCreator, Depends(get_job_creator)]
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]
 RunServiceDep = Annotated[RunService, Depends(get_run_service)]

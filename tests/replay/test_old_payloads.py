@@ -27,8 +27,8 @@ from runtimes.docker import DockerRuntime
 from store import jobs as job_store
 from store.db import create_engine, create_sessionmaker
 from store.models import Attempt, Run
+from tests.activities.test_notifications import smtp, smtp_server
 from tests.conftest import make_settings
-from tests.test_notifications import smtp, smtp_server
 from workflows.models import (
     NOTIFY_RUN_STATUS,
     RECORD_RUN_STATUS,

@@ -43,7 +43,7 @@ from tests.conftest import (
 )
 from worker import build_worker
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 API_HOST = "orchestrator.test"

@@ -25,10 +25,10 @@ from temporalio.client import Client
 from core.logging import build_handler, log_context
 from core.settings import Settings
 from store.migrate import upgrade
+from tests.api.test_metrics import free_port
 from tests.conftest import api_client, eventually, make_settings, unique_name, wait_for_status
-from tests.test_metrics import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def json_lines(output: str) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ import httpx
 
 from tests.conftest import unique_name
 
-GUIDE = Path(__file__).resolve().parents[1] / "docs" / "api-usage-guide.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "api-usage-guide.md"
 PLACEHOLDER_ID = "train-a1b2c3d4"
 GUIDE_URL = "http://localhost:8000"
 

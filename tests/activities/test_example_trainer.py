@@ -16,7 +16,7 @@ from runtimes.process import ProcessRuntime
 from tests.conftest import api_client, eventually, unique_name, wait_for_status
 from worker import build_worker
 
-TRAINER = Path(__file__).resolve().parents[1] / "examples" / "trainer" / "train.py"
+TRAINER = Path(__file__).resolve().parents[2] / "examples" / "trainer" / "train.py"
 
 
 async def test_killed_trainer_resumes_from_its_last_checkpoint(
