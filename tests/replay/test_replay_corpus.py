@@ -1,8 +1,8 @@
 """Recorded histories of real runs still replay against today's TrainingJobWorkflow.
 
-The histories in ``histories/`` were recorded by ``record_histories.py`` from the workflow as
-it ran them; a change to the workflow that in-flight runs could not survive (a new, removed or
-reordered command) fails here. No server is needed: the replayer is in-process.
+The histories in ``histories/<release>/`` were recorded by ``record_histories.py`` from the
+workflow as it ran them; a change to the workflow that in-flight runs could not survive (a
+new, removed or reordered command) fails here. No server is needed: the replayer is in-process.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from temporalio.worker import Replayer
 from workflows.training import TrainingJobWorkflow
 
 HISTORIES_DIR = Path(__file__).parent / "histories"
-HISTORY_FILES = sorted(HISTORIES_DIR.glob("*.json"))
+HISTORY_FILES = sorted(HISTORIES_DIR.glob("*/*.json"))
+# The release whose RunPlan and RunAttemptInput carried the job spec flat.
+FLAT_SPEC = "0.1-flat-spec"
 REQUIRED = {"completed", "retried", "failed", "cancelled", "sdk_started", "mid_run"}
 
 
@@ -29,10 +31,12 @@ def load(path: Path) -> WorkflowHistory:
 
 
 def test_corpus_holds_every_recorded_case() -> None:
-    assert REQUIRED <= {path.stem for path in HISTORY_FILES}
+    assert REQUIRED <= {path.stem for path in HISTORY_FILES if path.parent.name == FLAT_SPEC}
 
 
-@pytest.mark.parametrize("path", HISTORY_FILES, ids=[path.stem for path in HISTORY_FILES])
+@pytest.mark.parametrize(
+    "path", HISTORY_FILES, ids=[f"{path.parent.name}/{path.stem}" for path in HISTORY_FILES]
+)
 async def test_history_replays(path: Path) -> None:
     history = load(path)
     assert history.events, f"{path.name} holds no events"
