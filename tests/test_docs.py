@@ -6,7 +6,7 @@ Links: every relative link of README.md and docs/*.md must name an existing file
 Curl examples: every curl command in a fenced block of README.md and docs/*.md runs through the
 real curl binary against a live API, backed by the suite's Temporal dev server and worker, and
 must exit 0 with the status the example implies (201 for POST /jobs, 204 for DELETE, otherwise
-200). docs/api-usage-guide.md is left to tests/test_guide_examples.py. Pages are read in order,
+200). docs/api-usage-guide.md is left to tests/api/test_guide_examples.py. Pages are read in order,
 README.md first, then docs/*.md by name; a page's examples run top to bottom, as a reader would
 paste them. What is substituted, and why:
 
@@ -50,8 +50,8 @@ import httpx
 import pytest
 from pydantic_settings import BaseSettings
 
+from tests.api.test_guide_examples import GUIDE_URL, PLACEHOLDER_ID, expected_status, new_job
 from tests.conftest import BUSYBOX_IMAGE, eventually, live_server, unique_name
-from tests.test_guide_examples import GUIDE_URL, PLACEHOLDER_ID, expected_status, new_job
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
