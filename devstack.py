@@ -1,7 +1,9 @@
 """Run the whole local stack with one command: Temporal dev server, migrations, worker, API.
 
-`make run` calls this. Ctrl-C (or SIGTERM) stops the API and the worker first, then Temporal,
-so in-flight calls can finish against a server that is still up.
+`make run` calls this. A worker or API that dies is restarted with backoff (a training
+container keeps running meanwhile, and the new worker reattaches to it); only Temporal's death
+or Ctrl-C (or SIGTERM) stops the stack: the API and the worker first, then Temporal, so
+in-flight calls can finish against a server that is still up.
 """
 
 from __future__ import annotations
@@ -111,26 +113,70 @@ def _supervise(settings: Settings, children: Children) -> int:
         log.error("database migrations failed with code %d", migrate.returncode)
         return 1
 
-    _start(children, "worker", [sys.executable, "-m", "worker"])
-    _start(children, "API", [sys.executable, "-m", "api"])
+    commands = {"worker": [sys.executable, "-m", "worker"], "API": [sys.executable, "-m", "api"]}
+    for name, argv in commands.items():
+        _start(children, name, argv)
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     log.info("API:         %s", api_url)
     log.info("API docs:    %s/docs", api_url)
     log.info("Temporal UI: %s", settings.temporal_ui_url)
     log.info("Press Ctrl-C to stop.")
 
+    restarts = {name: _Restarts() for name in commands}
     while not _stop_requested:
-        for name, proc in children.items():
-            if proc.poll() is not None:
-                log.error("%s exited with code %d; stopping the rest", name, proc.returncode)
-                return 1
+        if server.poll() is not None:
+            log.error("%s exited with code %d; stopping the rest", TEMPORAL, server.returncode)
+            return 1
+        for name, argv in commands.items():
+            proc = children[name]
+            if proc.poll() is None:
+                restarts[name].running(time.monotonic())
+                continue
+            due = restarts[name].due(time.monotonic())
+            if due is None:
+                delay = restarts[name].schedule(time.monotonic())
+                log.error(
+                    "%s exited with code %d; restarting it in %.0f s",
+                    name,
+                    proc.returncode,
+                    delay,
+                )
+            elif due:
+                _start(children, name, argv)
         time.sleep(0.5)
     log.info("stopping (%s)", signal.Signals(_stop_requested[0]).name)
     return 0
 
 
+class _Restarts:
+    """Backoff of one child: 1 s, doubling to 30 s; reset once it has run for a minute."""
+
+    FIRST, LONGEST, STEADY = 1.0, 30.0, 60.0
+
+    def __init__(self) -> None:
+        self.delay = self.FIRST
+        self.since: float | None = None
+        self.at: float | None = None
+
+    def running(self, now: float) -> None:
+        self.at = None
+        if self.since is None:
+            self.since = now
+        elif now - self.since >= self.STEADY:
+            self.delay = self.FIRST
+
+    def schedule(self, now: float) -> float:
+        delay, self.at, self.since = self.delay, now + self.delay, None
+        self.delay = min(self.delay * 2, self.LONGEST)
+        return delay
+
+    def due(self, now: float) -> bool | None:
+        """None when no restart is scheduled yet, else whether its time has come."""
+        return None if self.at is None else now >= self.at
+
+
 def main() -> int:
-    """Start the stack, supervise it until a signal or a child's death, then stop it all."""
+    """Start the stack, supervise it until a signal or Temporal's death, then stop it all."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     signal.signal(signal.SIGINT, _request_stop)
     signal.signal(signal.SIGTERM, _request_stop)

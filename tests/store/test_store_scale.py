@@ -172,10 +172,10 @@ async def test_filtered_listing_and_count_search_the_status_index(engine: AsyncE
     assert [job.job_id for job in deep_rows] == expected_page(JobStatus.FAILED, 200)
 
     page, count = statements
-    assert "WHERE workflows.models = ?" in page.sql and "LIMIT" in page.sql, page.sql
+    assert "WHERE jobs.status = ?" in page.sql and "LIMIT" in page.sql, page.sql
     assert page.parameters[0] == "failed"
     await assert_plan(engine, page, access="SEARCH", leading=("status", "created_at"))
-    assert "count(*)" in count.sql and "WHERE workflows.models = ?" in count.sql, count.sql
+    assert "count(*)" in count.sql and "WHERE jobs.status = ?" in count.sql, count.sql
     await assert_plan(engine, count, access="SEARCH", leading=("status",), covering=True)
 
 
@@ -189,5 +189,5 @@ async def test_count_by_status_reads_the_status_index_only(engine: AsyncEngine) 
     assert sum(counts.values()) == JOBS
 
     (group_by,) = statements
-    assert "GROUP BY workflows.models" in group_by.sql, group_by.sql
+    assert "GROUP BY jobs.status" in group_by.sql, group_by.sql
     await assert_plan(engine, group_by, access="SCAN", leading=("status",), covering=True)
