@@ -3,14 +3,17 @@
 The runtime replays a unit's output from its start, so a reattached activity rebuilds the
 same log file and sees the same announcements again; recording them is idempotent.
 
-A file already recorded for the job at the same path, size and modification time is not
-read again, whichever run or attempt recorded it (the SQL records are the cache).
+Checkpoints are recorded in the background, one at a time, so neither the output stream nor
+the activity's heartbeats wait for a large file to be hashed. A file already recorded for
+the job at the same path, size and modification time is not read again, whichever run or
+attempt recorded it (the SQL records are the cache).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -56,6 +59,8 @@ class AttemptWatcher:
         # One checkpoint fingerprinted at a time: a file announced and found by a scan at
         # once is hashed by the first, and found in SQL by the second.
         self._fingerprinting = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
+        self._scanning: asyncio.Task[None] | None = None
 
     async def follow(self, runtime: ContainerRuntime, name: str) -> None:
         """Read the unit's output until it ends, recording as it goes."""
@@ -85,7 +90,7 @@ class AttemptWatcher:
             if path is None:
                 logger.warning("ignoring checkpoint outside or missing: %s", announced.path)
                 return
-            await self._record(path, announced.step)
+            self._in_background(self._record(path, announced.step), f"recording {path}")
 
     async def flush_progress(self) -> None:
         """Write the latest progress to SQL if it changed since the last write."""
@@ -97,6 +102,36 @@ class AttemptWatcher:
             await run_store.record_progress(
                 session, self._run_id, self.progress.as_dict(), utcnow()
             )
+
+    def start_scan(self) -> None:
+        """Scan for settled checkpoints in the background, unless a scan is still going."""
+        if self._scanning is None or self._scanning.done():
+            self._scanning = self._in_background(
+                self.scan_checkpoints(settled_only=True), "scanning checkpoints"
+            )
+
+    async def finish_checkpoints(self) -> None:
+        """Wait for the recordings under way, then record everything left (the last scan)."""
+        while self._background:
+            await asyncio.wait(set(self._background))
+        await self.scan_checkpoints(settled_only=False)
+
+    def abandon(self) -> None:
+        """Stop recording (the worker shuts down; the next one records it all again)."""
+        for task in self._background:
+            task.cancel()
+
+    def _in_background(self, work: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
+        async def logged() -> None:
+            try:
+                await work
+            except Exception as err:  # the last scan records whatever this one missed
+                logger.warning("%s failed: %s", what, err)
+
+        task = asyncio.create_task(logged())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     async def scan_checkpoints(self, *, settled_only: bool) -> None:
         """Record checkpoint files the trainer wrote without announcing them.

@@ -1,4 +1,4 @@
-"""Large checkpoints: hashed once per content, sizes past 2 GiB.
+"""Large checkpoints: hashed once per content, never blocking heartbeats, sizes past 2 GiB.
 
 The evidence is a count, not a time: ``checkpoint_files.HASHED`` counts every read of a file
 for its sha256. Sparse files (``truncate``) make GiB-sized checkpoints that take no disk;
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,17 @@ import pytest
 from sqlalchemy import select
 from temporalio.client import Client
 
+from activities import checkpoint_files
 from activities.attempt_watcher import AttemptWatcher
 from activities.checkpoint_files import HASHED
+from core.settings import Settings
 from store import checkpoints as checkpoint_store
 from store.db import create_engine, create_sessionmaker
 from store.migrate import upgrade
 from store.models import Checkpoint
-from tests.conftest import api_client, make_settings
+from tests.conftest import api_client, make_settings, unique_name, wait_for_status
 from tests.store.test_store import Sessions, add_jobs, make_job, postgres_url, reset_schema
+from worker import build_worker
 
 GIB = 1024**3
 JOB = "train-0000f001"
@@ -58,7 +62,7 @@ async def run_attempt(
     )
     lines = [f'CHECKPOINT {{"path": "{path}", "step": 1}}' for path in announced]
     await watcher.follow(Replay(*lines), "unit")  # type: ignore[arg-type]
-    await watcher.scan_checkpoints(settled_only=False)
+    await watcher.finish_checkpoints()
 
 
 async def recorded(sessions: Sessions, path: str) -> list[tuple[int, str]]:
@@ -181,3 +185,76 @@ async def test_a_3_gib_checkpoint_on_postgresql_is_recorded_and_listed(
     assert [c["size_bytes"] for c in listing["checkpoints"]] == [3221225472]
     assert listing["latest"]["path"] == "ckpt-3000.pt"
     assert listing["latest"]["size_bytes"] == 3221225472
+
+
+async def test_hashing_a_large_checkpoint_neither_stops_heartbeats_nor_repeats(
+    settings: Settings,
+    temporal_client: Client,
+    busybox_image: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reproduces the report: a checkpoint that takes longer to hash than the heartbeat
+    timeout, in a directory every attempt sees again. Before the fix the scan held up the
+    heartbeat (activity retried on "Heartbeat timeout") and every attempt re-hashed it."""
+    local = settings.model_copy(
+        update={
+            "task_queue": "tests-large-checkpoints",
+            "heartbeat_timeout_seconds": 2.0,
+            "checkpoint_scan_seconds": 0.3,
+        }
+    )
+    checkpoint_path = f"/checkpoints/{unique_name('large')}"
+    job_dir = local.checkpoint_root_dir / checkpoint_path.lstrip("/")
+    real_fingerprint = checkpoint_files.fingerprint
+
+    def slow_fingerprint(path: Path) -> tuple[int, str]:
+        # However fast this disk, each hash here outlasts the heartbeat timeout 3 times.
+        result = real_fingerprint(path)
+        if path.is_relative_to(job_dir):
+            time.sleep(3 * local.heartbeat_timeout_seconds)
+        return result
+
+    monkeypatch.setattr(checkpoint_files, "fingerprint", slow_fingerprint)
+    script = (
+        'if [ "$ATTEMPT" = 1 ]; then truncate -s 1G $CHECKPOINT_DIR/ckpt-1.bin; fi; '
+        'echo "CHECKPOINT {\\"path\\": \\"ckpt-1.bin\\", \\"step\\": 1}"; '
+        'echo "resume from $RESUME_FROM"; sleep 2; [ "$ATTEMPT" = 2 ]'
+    )
+    async with build_worker(local, temporal_client) as worker, worker:
+        async with api_client(local) as api:
+            created = await api.post(
+                "/jobs",
+                json={
+                    "name": unique_name(),
+                    "image": busybox_image,
+                    "command": ["sh", "-c", script],
+                    "max_retries": 1,
+                    "checkpoint_path": checkpoint_path,
+                },
+            )
+            assert created.status_code == 201, created.text
+            job_id = created.json()["job_id"]
+            done = await wait_for_status(api, job_id, {"completed", "failed"}, timeout=120)
+            listing = (await api.get(f"/jobs/{job_id}/checkpoints")).json()
+            logs = (await api.get(f"/jobs/{job_id}/logs")).text
+
+    assert done["status"] == "completed", done
+    assert done["retry_count"] == 1  # the trainer's own failure, once
+    # Announced by both attempts, found by their scans, read for its sha256 once in all.
+    assert HASHED.of(job_dir / "ckpt-1.bin") == 1
+    assert [(c["path"], c["size_bytes"]) for c in listing["checkpoints"]] == [("ckpt-1.bin", GIB)]
+    assert f"resume from {checkpoint_path}/ckpt-1.bin" in logs
+    # No activity attempt was lost to a heartbeat timeout: each training attempt took one.
+    history = await temporal_client.get_workflow_handle(done["latest_run_id"]).fetch_history()
+    activity_attempts = [
+        event.activity_task_started_event_attributes.attempt
+        for event in history.events
+        if event.HasField("activity_task_started_event_attributes")
+    ]
+    timeouts = [
+        event
+        for event in history.events
+        if event.HasField("activity_task_timed_out_event_attributes")
+    ]
+    assert timeouts == []
+    assert set(activity_attempts) == {1}
