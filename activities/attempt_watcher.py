@@ -2,12 +2,18 @@
 
 The runtime replays a unit's output from its start, so a reattached activity rebuilds the
 same log file and sees the same announcements again; recording them is idempotent.
+
+Checkpoints are recorded in the background, one at a time, so neither the output stream nor
+the activity's heartbeats wait for a large file to be hashed. A file already recorded for
+the job at the same path, size and modification time is not read again, whichever run or
+attempt recorded it (the SQL records are the cache).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -50,6 +56,11 @@ class AttemptWatcher:
         self._recorded: dict[Path, set[tuple[int, int]]] = {}
         self._progress_written: ProgressReport | None = None
         self._last_write = 0.0
+        # One checkpoint fingerprinted at a time: a file announced and found by a scan at
+        # once is hashed by the first, and found in SQL by the second.
+        self._fingerprinting = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
+        self._scanning: asyncio.Task[None] | None = None
 
     async def follow(self, runtime: ContainerRuntime, name: str) -> None:
         """Read the unit's output until it ends, recording as it goes."""
@@ -79,7 +90,7 @@ class AttemptWatcher:
             if path is None:
                 logger.warning("ignoring checkpoint outside or missing: %s", announced.path)
                 return
-            await self._record(path, announced.step)
+            self._in_background(self._record(path, announced.step), f"recording {path}")
 
     async def flush_progress(self) -> None:
         """Write the latest progress to SQL if it changed since the last write."""
@@ -91,6 +102,36 @@ class AttemptWatcher:
             await run_store.record_progress(
                 session, self._run_id, self.progress.as_dict(), utcnow()
             )
+
+    def start_scan(self) -> None:
+        """Scan for settled checkpoints in the background, unless a scan is still going."""
+        if self._scanning is None or self._scanning.done():
+            self._scanning = self._in_background(
+                self.scan_checkpoints(settled_only=True), "scanning checkpoints"
+            )
+
+    async def finish_checkpoints(self) -> None:
+        """Wait for the recordings under way, then record everything left (the last scan)."""
+        while self._background:
+            await asyncio.wait(set(self._background))
+        await self.scan_checkpoints(settled_only=False)
+
+    def abandon(self) -> None:
+        """Stop recording (the worker shuts down; the next one records it all again)."""
+        for task in self._background:
+            task.cancel()
+
+    def _in_background(self, work: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
+        async def logged() -> None:
+            try:
+                await work
+            except Exception as err:  # the last scan records whatever this one missed
+                logger.warning("%s failed: %s", what, err)
+
+        task = asyncio.create_task(logged())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     async def scan_checkpoints(self, *, settled_only: bool) -> None:
         """Record checkpoint files the trainer wrote without announcing them.
@@ -113,24 +154,43 @@ class AttemptWatcher:
             self._recorded.setdefault(path, set()).add(state)
 
     async def _record(self, path: Path, step: int | None) -> None:
-        try:
-            size, sha256 = await asyncio.to_thread(checkpoint_files.fingerprint, path)
-        except OSError as err:  # deleted or unreadable meanwhile: nothing to resume from
-            logger.warning("cannot read checkpoint %s: %s", path, err)
-            return
         relative = str(path.relative_to(self._checkpoint_dir.resolve()))
+        async with self._fingerprinting:
+            try:
+                size, sha256, mtime_ns = await self._fingerprint(path, relative)
+            except OSError as err:  # deleted or unreadable meanwhile: nothing to resume from
+                logger.warning("cannot read checkpoint %s: %s", path, err)
+                return
+            async with self._sessions() as session:
+                await checkpoints.record_checkpoint(
+                    session,
+                    job_id=self._job_id,
+                    run_id=self._run_id,
+                    attempt=self._attempt,
+                    path=relative,
+                    step=step,
+                    size_bytes=size,
+                    sha256=sha256,
+                    at=utcnow(),
+                    mtime_ns=mtime_ns,
+                )
+
+    async def _fingerprint(self, path: Path, relative: str) -> tuple[int, str, int | None]:
+        """Size, sha256 and the modification time they hold for (None: it changed meanwhile).
+
+        Reads the file only if no record of the job has it at this size and time.
+        """
+        size, mtime_ns = await asyncio.to_thread(checkpoint_files.state_of, path)
         async with self._sessions() as session:
-            await checkpoints.record_checkpoint(
-                session,
-                job_id=self._job_id,
-                run_id=self._run_id,
-                attempt=self._attempt,
-                path=relative,
-                step=step,
-                size_bytes=size,
-                sha256=sha256,
-                at=utcnow(),
+            known = await checkpoints.known_sha256(
+                session, job_id=self._job_id, path=relative, size_bytes=size, mtime_ns=mtime_ns
             )
+        if known is not None:
+            return size, known, mtime_ns
+        hashed_size, sha256 = await asyncio.to_thread(checkpoint_files.fingerprint, path)
+        after = await asyncio.to_thread(checkpoint_files.state_of, path)
+        unchanged = after == (size, mtime_ns) and hashed_size == size
+        return hashed_size, sha256, mtime_ns if unchanged else None
 
     def heartbeat_details(self) -> dict[str, Any]:
         return {"progress": self.progress.as_dict() if self.progress else None}

@@ -2,12 +2,17 @@
 
 A checkpoint is a top-level entry (file or directory) of the job's checkpoint directory,
 announced by the trainer or found by a scan.
+
+Hashing is the one expensive thing here (a checkpoint can be many GiB), so every file read
+by ``fingerprint`` is counted in ``HASHED``: what the fingerprint cache saves can be checked.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import threading
+from collections import Counter
 from pathlib import Path
 
 _STEP_IN_NAME = re.compile(r"(\d+)(?!.*\d)")
@@ -15,14 +20,42 @@ _STEP_IN_NAME = re.compile(r"(\d+)(?!.*\d)")
 _UNFINISHED_SUFFIXES = (".tmp", ".partial", ".part", ".lock")
 
 
+class HashCounter:
+    """How many times each file was read to be hashed, by absolute path (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, file: Path) -> None:
+        with self._lock:
+            self._counts[str(file.resolve())] += 1
+
+    def of(self, file: Path) -> int:
+        """Times ``file`` was hashed since the process started."""
+        with self._lock:
+            return self._counts[str(file.resolve())]
+
+    def total(self) -> int:
+        with self._lock:
+            return self._counts.total()
+
+
+HASHED = HashCounter()
+
+
 def fingerprint(path: Path) -> tuple[int, str]:
-    """Size in bytes and sha256 of a file, or of a directory's files (names included)."""
+    """Size in bytes and sha256 of a file, or of a directory's files (names included).
+
+    Reads every byte: call it in a thread, and only when ``state_of`` changed.
+    """
     digest = hashlib.sha256()
     size = 0
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for file in files:
         if path.is_dir():
             digest.update(str(file.relative_to(path)).encode() + b"\0")
+        HASHED.add(file)
         with open(file, "rb") as handle:
             while block := handle.read(1 << 20):
                 digest.update(block)
@@ -50,10 +83,22 @@ def scan(host_dir: Path) -> list[Path]:
 
 
 def state_of(path: Path) -> tuple[int, int]:
-    """Total size and newest modification time of a file or directory tree (cheap: no reads)."""
-    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-    stats = [file.stat() for file in files]
-    return sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
+    """Total size and newest modification time of a file or directory tree (cheap: no reads).
+
+    A directory's own times count too: a file added, removed or renamed inside changes them.
+    """
+    if path.is_file():
+        stat = path.stat()
+        return stat.st_size, stat.st_mtime_ns
+    size, newest = 0, path.stat().st_mtime_ns
+    for entry in path.rglob("*"):
+        if entry.is_file():
+            stat = entry.stat()
+            size += stat.st_size
+            newest = max(newest, stat.st_mtime_ns)
+        elif entry.is_dir():
+            newest = max(newest, entry.stat().st_mtime_ns)
+    return size, newest
 
 
 def step_from_name(name: str) -> int | None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -108,11 +110,12 @@ class TrainingActivities:
             if activity.is_worker_shutdown():
                 # Leave the container running for the next worker to reattach to.
                 following.cancel()
+                watcher.abandon()
                 raise
             stopped = await self._runtime.stop(spec.name, self._settings.stop_grace_seconds)
-            await self._finish(spec.name, request, watcher, following, stopped)
+            await self._finish(spec.name, request, watcher, following, stopped, first_start)
             raise
-        await self._finish(spec.name, request, watcher, following, exit_code)
+        await self._finish(spec.name, request, watcher, following, exit_code, first_start)
         tail = await asyncio.to_thread(_read_tail, log_path)
         return AttemptOutcome(
             exit_code=exit_code,
@@ -174,18 +177,17 @@ class TrainingActivities:
         first_start: datetime,
     ) -> tuple[int, bool]:
         """Poll until the unit exits or its time is up; (exit code, timed out)."""
-        details = {"attempt": request.attempt, "container": name}
-        details["started_at"] = first_start.isoformat()
         loop = asyncio.get_running_loop()
         next_scan = loop.time() + self._settings.checkpoint_scan_seconds
         while True:
             exit_code = await self._runtime.wait(name, self._settings.poll_interval_seconds)
-            activity.heartbeat(details | watcher.heartbeat_details())
+            _heartbeat(request, name, watcher, first_start)
             if exit_code is not None:
                 return exit_code, False
             if loop.time() >= next_scan:
-                # Unannounced checkpoints are recorded as they appear, once they settle.
-                await watcher.scan_checkpoints(settled_only=True)
+                # Unannounced checkpoints are recorded as they appear, once they settle; in
+                # the background, as hashing a large one takes longer than a heartbeat timeout.
+                watcher.start_scan()
                 next_scan = loop.time() + self._settings.checkpoint_scan_seconds
             elapsed = (utcnow() - first_start).total_seconds()
             limit = request.spec.timeout_seconds
@@ -201,21 +203,55 @@ class TrainingActivities:
         watcher: AttemptWatcher,
         following: asyncio.Task[None],
         exit_code: int | None,
+        first_start: datetime,
     ) -> None:
-        """Drain the output, record the last checkpoints and the exit, remove the unit."""
+        """Drain the output, record the last checkpoints and the exit, remove the unit.
+
+        Heartbeats all along: hashing the last checkpoints can take minutes.
+        """
+        async with self._heartbeating(request, name, watcher, first_start):
+            try:
+                await asyncio.wait_for(asyncio.shield(following), _DRAIN_SECONDS)
+            except TimeoutError:
+                following.cancel()
+                activity.logger.warning("output of %s did not drain in time", name)
+            except Exception as err:  # the log is incomplete, the outcome still stands
+                activity.logger.warning("following the output of %s failed: %s", name, err)
+            await watcher.finish_checkpoints()
+            async with self._sessions() as session:
+                await run_store.record_attempt_end(
+                    session, request.run_id, request.attempt, exit_code, utcnow()
+                )
+            await self._runtime.remove(name)
+
+    @contextlib.asynccontextmanager
+    async def _heartbeating(
+        self, request: RunAttemptInput, name: str, watcher: AttemptWatcher, first_start: datetime
+    ) -> AsyncIterator[None]:
+        """Heartbeat every poll interval while the body runs."""
+
+        async def beat() -> None:
+            while True:
+                _heartbeat(request, name, watcher, first_start)
+                await asyncio.sleep(self._settings.poll_interval_seconds)
+
+        beating = asyncio.create_task(beat())
         try:
-            await asyncio.wait_for(asyncio.shield(following), _DRAIN_SECONDS)
-        except TimeoutError:
-            following.cancel()
-            activity.logger.warning("output of %s did not drain in time", name)
-        except Exception as err:  # the log is incomplete, the outcome still stands
-            activity.logger.warning("following the output of %s failed: %s", name, err)
-        await watcher.scan_checkpoints(settled_only=False)
-        async with self._sessions() as session:
-            await run_store.record_attempt_end(
-                session, request.run_id, request.attempt, exit_code, utcnow()
-            )
-        await self._runtime.remove(name)
+            yield
+        finally:
+            beating.cancel()
+
+
+def _heartbeat(
+    request: RunAttemptInput, name: str, watcher: AttemptWatcher, first_start: datetime
+) -> None:
+    """Tell Temporal the attempt is alive; ``started_at`` survives into activity retries."""
+    details: dict[str, Any] = {
+        "attempt": request.attempt,
+        "container": name,
+        "started_at": first_start.isoformat(),
+    }
+    activity.heartbeat(details | watcher.heartbeat_details())
 
 
 def _first_start_time() -> datetime:

@@ -1,4 +1,8 @@
-"""Checkpoint records in SQL: each recorded once; latest = highest step, then newest."""
+"""Checkpoint records in SQL: each recorded once; latest = highest step, then newest.
+
+The records double as the fingerprint cache: a file at a recorded path whose size and
+modification time are those of a record has that record's sha256, without being read again.
+"""
 
 from __future__ import annotations
 
@@ -23,14 +27,24 @@ async def record_checkpoint(
     size_bytes: int,
     sha256: str,
     at: datetime,
+    mtime_ns: int | None = None,
 ) -> bool:
-    """Record a checkpoint once (by job, path and content); True if it is new."""
+    """Record a checkpoint once (by job, path and content); True if it is new.
+
+    ``mtime_ns`` is the modification time the content was hashed at (None: not cacheable,
+    e.g. it changed while being read). The same content seen again at another time (the
+    file touched, or rewritten with the same bytes) moves the record to that time, so the
+    file is not hashed again while it stays so.
+    """
     existing = await session.scalar(
-        select(Checkpoint.id).where(
+        select(Checkpoint).where(
             Checkpoint.job_id == job_id, Checkpoint.path == path, Checkpoint.sha256 == sha256
         )
     )
     if existing is not None:
+        if mtime_ns is not None and existing.mtime_ns != mtime_ns:
+            existing.mtime_ns = mtime_ns
+            await session.commit()
         return False
     session.add(
         Checkpoint(
@@ -41,6 +55,7 @@ async def record_checkpoint(
             step=step,
             size_bytes=size_bytes,
             sha256=sha256,
+            mtime_ns=mtime_ns,
             created_at=at,
         )
     )
@@ -50,6 +65,19 @@ async def record_checkpoint(
         await session.rollback()
         return False
     return True
+
+
+async def known_sha256(
+    session: AsyncSession, *, job_id: str, path: str, size_bytes: int, mtime_ns: int
+) -> str | None:
+    """The sha256 recorded for ``path`` at this size and modification time, if any."""
+    query = select(Checkpoint.sha256).where(
+        Checkpoint.job_id == job_id,
+        Checkpoint.path == path,
+        Checkpoint.size_bytes == size_bytes,
+        Checkpoint.mtime_ns == mtime_ns,
+    )
+    return await session.scalar(query.order_by(Checkpoint.id.desc()).limit(1))
 
 
 def _latest_first(query: Select[Checkpoint]) -> Select[Checkpoint]:

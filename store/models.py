@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -143,8 +144,12 @@ class Checkpoint(Base):
     # Relative to the job's checkpoint directory.
     path: Mapped[str] = mapped_column(String(1024))
     step: Mapped[int | None] = mapped_column(Integer)
-    size_bytes: Mapped[int] = mapped_column(Integer)
+    # Of the file, or the total of a directory's files; checkpoints of many GiB are common.
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
+    # Newest modification time (ns) of the file or directory tree when sha256 was computed:
+    # with size_bytes and path, the key under which sha256 is reused instead of re-read.
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime]
 
     __table_args__ = (

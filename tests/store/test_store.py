@@ -20,12 +20,13 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import MetaData, func, inspect, select, text, update
+from sqlalchemy import BigInteger, MetaData, func, inspect, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.errors import JobNotFound
+from store import checkpoints as checkpoint_store
 from store import jobs as job_store
 from store import journal
 from store import runs as run_store
@@ -787,3 +788,140 @@ async def test_timestamps_come_back_as_aware_utc(sessions: Sessions, engine: Asy
         session.add(make_job("train-0000d003", created_at=datetime(2025, 3, 1, 12, 0)))
         with pytest.raises(StatementError, match="naive datetime"):
             await session.commit()
+
+
+# Checkpoints -----------------------------------------------------------------------------------
+
+THREE_GIB = 3 * 1024**3
+
+
+async def record(sessions: Sessions, path: str, sha256: str, **fields: Any) -> bool:
+    values: dict[str, Any] = {
+        "job_id": JOB,
+        "run_id": "wf-1",
+        "attempt": 1,
+        "path": path,
+        "step": None,
+        "size_bytes": 10,
+        "sha256": sha256,
+        "at": T0,
+    }
+    values.update(fields)
+    async with sessions() as session:
+        return await checkpoint_store.record_checkpoint(session, **values)
+
+
+async def test_checkpoint_sizes_are_64_bit(sessions: Sessions, engine: AsyncEngine) -> None:
+    await add_jobs(sessions, make_job(JOB))
+    sizes = {"ckpt-3gib.pt": THREE_GIB, "ckpt-5tib.pt": 5 * 1024**4, "ckpt-2gib.pt": 2**31}
+    for path, size in sizes.items():
+        assert await record(sessions, path, path.ljust(64, "0"), size_bytes=size)
+
+    async with sessions() as session:
+        listed = await checkpoint_store.list_checkpoints(session, JOB)
+    assert {c.path: c.size_bytes for c in listed} == sizes
+
+    def size_type(connection: Connection) -> Any:
+        columns = inspect(connection).get_columns("checkpoints")
+        return next(c["type"] for c in columns if c["name"] == "size_bytes")
+
+    async with engine.connect() as connection:
+        assert isinstance(await connection.run_sync(size_type), BigInteger)
+
+
+async def test_known_sha256_needs_the_same_job_path_size_and_mtime(sessions: Sessions) -> None:
+    other = "train-0000a002"
+    await add_jobs(sessions, make_job(JOB), make_job(other))
+    sha_a, sha_b = "a" * 64, "b" * 64
+    assert await record(sessions, "big.pt", sha_a, size_bytes=THREE_GIB, mtime_ns=1_000)
+    assert await record(sessions, "unkeyed.pt", sha_b, mtime_ns=None)
+
+    async def known(job_id: str, path: str, size: int, mtime_ns: int) -> str | None:
+        async with sessions() as session:
+            return await checkpoint_store.known_sha256(
+                session, job_id=job_id, path=path, size_bytes=size, mtime_ns=mtime_ns
+            )
+
+    assert await known(JOB, "big.pt", THREE_GIB, 1_000) == sha_a
+    assert await known(JOB, "big.pt", THREE_GIB, 1_001) is None  # touched or rewritten
+    assert await known(JOB, "big.pt", THREE_GIB + 1, 1_000) is None  # grown
+    assert await known(JOB, "other.pt", THREE_GIB, 1_000) is None
+    assert await known(other, "big.pt", THREE_GIB, 1_000) is None
+    assert await known(JOB, "unkeyed.pt", 10, 0) is None
+
+    # The same content seen at a new time (touched): still one record, now at that time.
+    assert not await record(sessions, "big.pt", sha_a, size_bytes=THREE_GIB, mtime_ns=2_000)
+    assert await known(JOB, "big.pt", THREE_GIB, 2_000) == sha_a
+    assert await known(JOB, "big.pt", THREE_GIB, 1_000) is None
+    # Seen while it changed (no time): the record keeps the time it was hashed at.
+    assert not await record(sessions, "big.pt", sha_a, size_bytes=THREE_GIB, mtime_ns=None)
+    assert await known(JOB, "big.pt", THREE_GIB, 2_000) == sha_a
+
+    # New content at the same size and time as an older record: the newest record wins.
+    assert await record(sessions, "big.pt", sha_b, size_bytes=THREE_GIB, mtime_ns=2_000)
+    assert await known(JOB, "big.pt", THREE_GIB, 2_000) == sha_b
+    async with sessions() as session:
+        assert len(await checkpoint_store.list_checkpoints(session, JOB)) == 3
+
+
+async def test_migration_0002_keeps_recorded_checkpoints(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    config = alembic_config(database_url)
+    await asyncio.to_thread(command.downgrade, config, "0001")
+    insert_job = text(
+        "INSERT INTO jobs (job_id, name, image, command, timezone, overlap_policy, paused, "
+        "max_retries, retry_count, checkpoint_path, env, secret_env, resume_policy, status, "
+        "created_at, updated_at) VALUES ('train-0000e001', 'old', 'img', '[]', 'UTC', 'skip', "
+        "false, 0, 0, '/c', '{}', '[]', 'retries', 'completed', :at, :at)"
+    )
+    insert_checkpoint = text(
+        "INSERT INTO checkpoints (job_id, run_id, attempt, path, step, size_bytes, sha256, "
+        "created_at) VALUES ('train-0000e001', 'wf-1', 1, 'ckpt-1.pt', 1, :size, :sha, :at)"
+    )
+    async with engine.begin() as connection:
+        await connection.execute(insert_job, {"at": T0})
+        await connection.execute(insert_checkpoint, {"size": 1024, "sha": "c" * 64, "at": T0})
+    if engine.dialect.name == "postgresql":
+        # What 0002 fixes: before it, PostgreSQL refused any checkpoint of 2 GiB or more.
+        with pytest.raises(SQLAlchemyError, match="out of (int32 )?range"):
+            async with engine.begin() as connection:
+                await connection.execute(
+                    insert_checkpoint, {"size": THREE_GIB, "sha": "d" * 64, "at": T0}
+                )
+
+    await asyncio.to_thread(command.upgrade, config, "head")
+    sessions = create_sessionmaker(engine)
+    async with sessions() as session:
+        (kept,) = await checkpoint_store.list_checkpoints(session, "train-0000e001")
+        kept_values = (kept.path, kept.step, kept.size_bytes, kept.sha256)
+        assert kept_values == ("ckpt-1.pt", 1, 1024, "c" * 64)
+        assert kept.mtime_ns is None  # hashed again once, then cached
+    # Still recorded once per job, path and content.
+    with pytest.raises(IntegrityError):
+        async with engine.begin() as connection:
+            await connection.execute(insert_checkpoint, {"size": 1024, "sha": "c" * 64, "at": T0})
+    async with sessions() as session:
+        assert await checkpoint_store.record_checkpoint(
+            session,
+            job_id="train-0000e001",
+            run_id="wf-2",
+            attempt=1,
+            path="ckpt-2.pt",
+            step=2,
+            size_bytes=THREE_GIB,
+            sha256="d" * 64,
+            at=T0,
+            mtime_ns=1_700_000_000_123_456_789,
+        )
+        latest = await checkpoint_store.latest_checkpoint(session, "train-0000e001")
+        assert latest is not None
+        assert (latest.size_bytes, latest.mtime_ns) == (THREE_GIB, 1_700_000_000_123_456_789)
+
+    # Back to 0001: sizes that 32 bits cannot hold are capped, no checkpoint is dropped.
+    await asyncio.to_thread(command.downgrade, config, "0001")
+    async with engine.connect() as connection:
+        sizes = await connection.execute(
+            text("SELECT path, size_bytes FROM checkpoints ORDER BY path")
+        )
+        assert sizes.all() == [("ckpt-1.pt", 1024), ("ckpt-2.pt", 2**31 - 1)]
