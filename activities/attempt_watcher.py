@@ -15,11 +15,13 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities import checkpoint_files
+from activities.output_log import follow_output
+from core.settings import LogLimits
 from runtimes.base import ContainerRuntime
 from runtimes.trainer_protocol import ProgressReport, parse_checkpoint, parse_progress
 from store import checkpoints
@@ -43,12 +45,14 @@ class AttemptWatcher:
         attempt: int,
         log_path: Path,
         checkpoint_dir: Path,
+        limits: LogLimits,
     ) -> None:
         self._sessions = sessions
         self._job_id = job_id
         self._run_id = run_id
         self._attempt = attempt
         self._log_path = log_path
+        self._limits = limits
         self._checkpoint_dir = checkpoint_dir
         self.progress: ProgressReport | None = None
         # Per scanned entry: its (size, mtime) at the last scan, and the states recorded.
@@ -63,21 +67,21 @@ class AttemptWatcher:
         self._scanning: asyncio.Task[None] | None = None
 
     async def follow(self, runtime: ContainerRuntime, name: str) -> None:
-        """Read the unit's output until it ends, recording as it goes."""
-        handle = await asyncio.to_thread(_open_truncated, self._log_path)
-        pending = b""
+        """Read the unit's output until it ends, recording as it goes.
+
+        Linear in the output: each byte is split into lines once, only marked lines are
+        decoded, and the file stays within its bound. A reattached activity resumes the file
+        and skips the output it already holds.
+        """
         try:
-            async for chunk in runtime.stream_output(name):
-                await asyncio.to_thread(_append, handle, chunk)
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    await self._handle(line.decode("utf-8", errors="replace"))
-            if pending:
-                await self._handle(pending.decode("utf-8", errors="replace"))
+            await follow_output(
+                runtime.stream_output(name), self._log_path, self._limits, self._handle_marked
+            )
         finally:
-            await asyncio.to_thread(handle.close)
             await self.flush_progress()
+
+    async def _handle_marked(self, line: bytes) -> None:
+        await self._handle(line.decode("utf-8", errors="replace"))
 
     async def _handle(self, line: str) -> None:
         if report := parse_progress(line):
@@ -194,13 +198,3 @@ class AttemptWatcher:
 
     def heartbeat_details(self) -> dict[str, Any]:
         return {"progress": self.progress.as_dict() if self.progress else None}
-
-
-def _open_truncated(path: Path) -> BinaryIO:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "wb")  # noqa: SIM115 - closed by the caller's finally
-
-
-def _append(handle: BinaryIO, chunk: bytes) -> None:
-    handle.write(chunk)
-    handle.flush()

@@ -102,6 +102,7 @@ class TrainingActivities:
             attempt=request.attempt,
             log_path=log_path,
             checkpoint_dir=host_dir,
+            limits=self._settings.log_limits,
         )
         following = asyncio.create_task(watcher.follow(self._runtime, spec.name))
         try:

@@ -34,6 +34,14 @@ class PoolLimits:
     timeout_seconds: float = 30.0
 
 
+@dataclass(frozen=True)
+class LogLimits:
+    """MAX_LOG_BYTES_PER_ATTEMPT and MAX_LOG_LINE_BYTES."""
+
+    max_bytes: int
+    max_line: int
+
+
 class Settings(BaseSettings):
     """Every knob, with the defaults `make run` uses on a fresh machine."""
 
@@ -76,6 +84,10 @@ class Settings(BaseSettings):
     infra_max_attempts: int = Field(default=5, ge=1)
     reconcile_interval_seconds: float = Field(default=30.0, gt=0)
     backfill_max_firings: int = Field(default=1000, ge=1)
+    # An attempt's log file keeps its first half and its newest part within this many bytes;
+    # a longer output line is split (and marked) at MAX_LOG_LINE_BYTES.
+    max_log_bytes_per_attempt: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    max_log_line_bytes: int = Field(default=64 * 1024, ge=256, le=16 * 1024 * 1024)
     # How often a running attempt's checkpoint directory is scanned for unannounced files.
     checkpoint_scan_seconds: float = Field(default=10.0, gt=0)
 
@@ -193,6 +205,10 @@ class Settings(BaseSettings):
     def deployment(self) -> str:
         """Names this orchestrator among others that may share a Docker engine."""
         return f"{self.temporal_address}/{self.temporal_namespace}/{self.task_queue}"
+
+    @property
+    def log_limits(self) -> LogLimits:
+        return LogLimits(self.max_log_bytes_per_attempt, self.max_log_line_bytes)
 
     @cached_property
     def log_dir(self) -> Path:

@@ -8,6 +8,8 @@ crashed worker left behind and reattaches to it instead of starting a second one
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import hashlib
 import re
 import threading
@@ -126,26 +128,62 @@ class ContainerRuntime(Protocol):
         ...
 
 
-async def stream_in_thread(open_stream: Callable[[], Iterator[bytes]]) -> AsyncIterator[bytes]:
-    """Iterate a blocking byte stream on a daemon thread without blocking the event loop.
+class StreamStop(threading.Event):
+    """Set when the consumer of a stream is gone; closers registered with it run then."""
 
-    A daemon thread rather than the default executor: a stream that is still blocked when
-    the worker exits (its container keeps running for the next worker) must not hold the
-    process open.
+    def __init__(self) -> None:
+        super().__init__()
+        self._closers: list[Callable[[], object]] = []
+        self._lock = threading.Lock()
+
+    def on_stop(self, close: Callable[[], object]) -> None:
+        """Run ``close`` when the stream stops (at once if it already has)."""
+        with self._lock:
+            if not self.is_set():
+                self._closers.append(close)
+                return
+        close()
+
+    def set(self) -> None:
+        with self._lock:
+            super().set()
+            closers, self._closers = self._closers, []
+        for close in closers:
+            with contextlib.suppress(Exception):  # closing a broken stream may fail: fine
+                close()
+
+
+# Chunks waiting for the consumer: a slow consumer slows the reader instead of filling memory.
+STREAM_QUEUE_CHUNKS = 64
+
+
+async def stream_in_thread(
+    open_stream: Callable[[StreamStop], Iterator[bytes]],
+) -> AsyncIterator[bytes]:
+    """Iterate a blocking byte stream on a thread without blocking the event loop.
+
+    The queue between them is bounded. When the consumer stops early (cancelled, or the
+    generator closed), ``stop`` is set: the thread ends at its next chunk, and a stream
+    that could block for long registers a closer with ``stop.on_stop`` to end it at once,
+    so no thread outlives the activity that read it. A daemon thread rather than the default
+    executor: a stream blocked when the worker exits must not hold the process open.
     """
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
+    queue: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(STREAM_QUEUE_CHUNKS)
+    stop = StreamStop()
 
     def push(item: bytes | Exception | None) -> bool:
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-        except RuntimeError:  # the loop has closed: nobody is listening any more
+        if stop.is_set():
             return False
-        return True
+        try:
+            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+        except (RuntimeError, concurrent.futures.CancelledError):
+            return False  # the loop has closed: nobody is listening any more
+        return not stop.is_set()
 
     def pump() -> None:
         try:
-            for chunk in open_stream():
+            for chunk in open_stream(stop):
                 if not push(chunk):
                     return
         except Exception as err:  # handed to the consumer, which re-raises it
@@ -153,11 +191,17 @@ async def stream_in_thread(open_stream: Callable[[], Iterator[bytes]]) -> AsyncI
             return
         push(None)
 
-    threading.Thread(target=pump, name="output-stream", daemon=True).start()
-    while True:
-        item = await queue.get()
-        if item is None:
-            return
-        if isinstance(item, Exception):
-            raise item
-        yield item
+    thread = threading.Thread(target=pump, name="output-stream", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while not queue.empty():  # a put the thread is blocked on completes, and it sees stop
+            queue.get_nowait()

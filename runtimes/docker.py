@@ -27,6 +27,7 @@ from runtimes.base import (
     InvalidSpecError,
     RuntimeUnavailableError,
     StartResult,
+    StreamStop,
     stream_in_thread,
 )
 from runtimes.docker_options import create_kwargs, volumes_of
@@ -115,8 +116,10 @@ class DockerRuntime:
     def stream_output(self, name: str) -> AsyncIterator[bytes]:
         """Follow the container's log from its first line until it exits."""
 
-        def open_stream() -> Iterator[bytes]:
+        def open_stream(stop: StreamStop) -> Iterator[bytes]:
             stream = self._get(name).logs(stdout=True, stderr=True, stream=True, follow=True)
+            # Closing the response ends a read blocked on a container that prints nothing.
+            stop.on_stop(stream.close)
             return cast(Iterator[bytes], stream)
 
         return stream_in_thread(open_stream)

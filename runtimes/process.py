@@ -24,7 +24,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from runtimes.base import (
     ContainerSpec,
     InvalidSpecError,
     StartResult,
+    StreamStop,
     stream_in_thread,
 )
 
@@ -148,7 +148,7 @@ class ProcessRuntime:
 
     def stream_output(self, name: str) -> AsyncIterator[bytes]:
         """Follow ``output.log`` from its start until the trainer has exited and it is read."""
-        return stream_in_thread(lambda: self._follow(name))
+        return stream_in_thread(lambda stop: self._follow(name, stop))
 
     # Synchronous halves, run in worker threads.
 
@@ -245,21 +245,20 @@ class ProcessRuntime:
         write_atomically(unit / "exit_code", f"{_LOST_EXIT_CODE}\n")
         return _LOST_EXIT_CODE
 
-    def _follow(self, name: str) -> Iterator[bytes]:
+    def _follow(self, name: str, stop: StreamStop) -> Iterator[bytes]:
         path = self._unit_dir(name) / "output.log"
         with open(path, "rb") as log:
-            while True:
+            exited = False
+            while not stop.is_set():
                 chunk = log.read(65_536)
                 if chunk:
                     yield chunk
-                    continue
-                if self._poll(name) is not None:
-                    # Whatever the trainer wrote before it exited is on disk now.
-                    rest = log.read()
-                    if rest:
-                        yield rest
-                    return
-                time.sleep(_POLL_SECONDS)
+                elif exited:
+                    return  # whatever the trainer wrote before it exited has been read
+                elif self._poll(name) is not None:
+                    exited = True
+                else:
+                    stop.wait(_POLL_SECONDS)
 
     def _logs(self, name: str, tail: int | None) -> str:
         unit = self._unit_dir(name)

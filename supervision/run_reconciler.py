@@ -8,14 +8,15 @@ finishes them, so a job is never stuck ``running``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.output_log import follow_output
 from core.settings import Settings
 from runtimes.base import (
     LABEL_ATTEMPT,
@@ -140,16 +141,8 @@ class RunReconciler:
             labels[LABEL_RUN_ID],
             int(attempt) if attempt.isdigit() else 0,
         )
-        try:
-            output = await self._runtime.logs(name)
-        except LookupError:
-            output = None
-        if output is not None:
-            await asyncio.to_thread(_keep, path, output)
+        # The file the attempt's activity wrote is completed (within its bound), not rewritten.
+        with contextlib.suppress(LookupError):
+            await follow_output(self._runtime.stream_output(name), path, self._settings.log_limits)
         await self._runtime.remove(name)
         logger.info("removed %s: its run is over", name)
-
-
-def _keep(path: Path, output: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(output, encoding="utf-8")

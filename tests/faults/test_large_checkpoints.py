@@ -21,7 +21,7 @@ from temporalio.client import Client
 from activities import checkpoint_files
 from activities.attempt_watcher import AttemptWatcher
 from activities.checkpoint_files import HASHED
-from core.settings import Settings
+from core.settings import LogLimits, Settings
 from store import checkpoints as checkpoint_store
 from store.db import create_engine, create_sessionmaker
 from store.migrate import upgrade
@@ -59,6 +59,7 @@ async def run_attempt(
         attempt=attempt,
         log_path=checkpoint_dir.parent / "logs" / f"{run_id}-{attempt}.log",
         checkpoint_dir=checkpoint_dir,
+        limits=LogLimits(max_bytes=1 << 20, max_line=1 << 16),
     )
     lines = [f'CHECKPOINT {{"path": "{path}", "step": 1}}' for path in announced]
     await watcher.follow(Replay(*lines), "unit")  # type: ignore[arg-type]

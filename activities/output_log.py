@@ -1,0 +1,201 @@
+"""An attempt's output: split into lines in linear time and kept in a bounded log file.
+
+Every bound is a setting: a line longer than ``max_line`` bytes is split (each piece but the
+last marked), and a log past ``max_bytes`` keeps its first half and its newest part, with a
+marker between them. A reattached activity resumes the same file: ``<log>.offset`` records
+how many bytes of the unit's output the file already holds (up to the last whole line), and
+the replayed stream is skipped up to there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from core.settings import LogLimits
+from runtimes.trainer_protocol import CHECKPOINT_MARK, PROGRESS_MARK
+
+SPLIT_MARK = b" [line split: longer than %d bytes]"
+ELIDED_MARK = b"\n[... output elided: the log keeps its first and newest parts ...]\n"
+
+
+class LineSplitter:
+    """Lines of a byte stream, each seen once: cost linear in the bytes fed."""
+
+    def __init__(self, max_line: int) -> None:
+        self._max = max_line
+        self._partial = bytearray()
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes, bool]]:
+        """``(line, split)`` for every line the chunk completes; ``split`` marks a piece of a
+        longer line, cut at ``max_line`` bytes."""
+        lines: list[tuple[bytes, bool]] = []
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            self._partial += chunk[start:end]
+            lines += self._pieces(final=True)
+            start = end + 1
+        self._partial += chunk[start:]
+        lines += self._pieces(final=False)
+        return lines
+
+    @property
+    def pending(self) -> int:
+        """Bytes of the unfinished line held back."""
+        return len(self._partial)
+
+    def rest(self) -> bytes:
+        """The unfinished last line (the stream ended without a newline)."""
+        rest, self._partial = bytes(self._partial), bytearray()
+        return rest
+
+    def _pieces(self, *, final: bool) -> list[tuple[bytes, bool]]:
+        pieces: list[tuple[bytes, bool]] = []
+        cut = 0
+        while len(self._partial) - cut > self._max:
+            pieces.append((bytes(self._partial[cut : cut + self._max]), True))
+            cut += self._max
+        if final:
+            pieces.append((bytes(self._partial[cut:]), False))
+            cut = len(self._partial)
+        if cut:
+            del self._partial[:cut]
+        return pieces
+
+
+@dataclass
+class _State:
+    consumed: int = 0  # bytes of the unit's output the file holds, up to a whole line
+    head_end: int | None = None  # file offset where the newest part starts, once elided
+
+
+class BoundedLog:
+    """The attempt's log file: at most about ``max_bytes``, head and newest output kept."""
+
+    def __init__(self, path: Path, max_bytes: int, max_line: int) -> None:
+        self._path = path
+        self._offset_path = path.with_name(path.name + ".offset")
+        self._max_bytes = max_bytes
+        self._max_line = max_line
+        self._state = _State()
+        self._handle: BinaryIO | None = None
+        self._size = 0
+
+    def open(self) -> int:
+        """Open the file, resuming it if an earlier activity wrote it; bytes to skip."""
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            saved = json.loads(self._offset_path.read_text(encoding="utf-8"))
+            self._state = _State(int(saved["consumed"]), saved.get("head_end"))
+            mode = "r+b"
+        except (OSError, ValueError, KeyError, TypeError):
+            self._state, mode = _State(), "w+b"
+        if mode == "r+b" and not self._path.exists():
+            self._state, mode = _State(), "w+b"
+        handle: BinaryIO = open(self._path, mode)  # type: ignore[assignment]  # noqa: SIM115
+        self._handle = handle  # closed by close()
+        self._size = handle.seek(0, os.SEEK_END)
+        return self._state.consumed
+
+    def write_line(self, line: bytes, *, split: bool, consumed: int) -> None:
+        """Append one line; ``consumed`` counts the stream's bytes up to its end."""
+        text = line + (SPLIT_MARK % self._max_line if split else b"") + b"\n"
+        self._append(text)
+        self._state.consumed = consumed
+
+    def write_rest(self, rest: bytes, consumed: int) -> None:
+        if rest:
+            self._append(rest)
+        self._state.consumed = consumed
+
+    def save_offset(self) -> None:
+        """Record how far the file got (atomically), for a reattached activity."""
+        assert self._handle is not None
+        self._handle.flush()
+        temporary = self._offset_path.with_name(self._offset_path.name + ".tmp")
+        temporary.write_text(
+            json.dumps({"consumed": self._state.consumed, "head_end": self._state.head_end}),
+            encoding="utf-8",
+        )
+        os.replace(temporary, self._offset_path)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self.save_offset()
+            self._handle.close()
+            self._handle = None
+
+    def _append(self, data: bytes) -> None:
+        assert self._handle is not None
+        half = self._max_bytes // 2
+        if self._state.head_end is None and self._size + len(data) > half:
+            # The head is full: the marker follows it, and the newest part after the marker.
+            self._handle.write(ELIDED_MARK)
+            self._size += len(ELIDED_MARK)
+            self._state.head_end = self._size
+        elif self._state.head_end is not None and self._size + len(data) > self._max_bytes:
+            # The newest part outgrew its half: start it again right after the marker.
+            self._handle.truncate(self._state.head_end)
+            self._size = self._handle.seek(self._state.head_end)
+        self._handle.write(data)
+        self._size += len(data)
+
+
+# Only lines with a protocol mark are handed on (leading blanks allowed, as the parser does).
+_MARKS = (PROGRESS_MARK.encode(), CHECKPOINT_MARK.encode())
+_OFFSET_SAVE_SECONDS = 1.0
+
+
+async def follow_output(
+    stream: AsyncIterator[bytes],
+    path: Path,
+    limits: LogLimits,
+    on_marked: Callable[[bytes], Awaitable[None]] | None = None,
+) -> None:
+    """Copy a unit's output into its bounded log at ``path`` until the stream ends.
+
+    Linear in the output: each byte is split into lines once, and only lines carrying a
+    protocol mark reach ``on_marked``. A file an earlier activity wrote is resumed: the
+    output it already holds is skipped, so nothing is written or reported twice.
+    """
+    log = BoundedLog(path, limits.max_bytes, limits.max_line)
+    skip = await asyncio.to_thread(log.open)
+    splitter = LineSplitter(limits.max_line)
+    loop = asyncio.get_running_loop()
+    seen, saved_at = 0, loop.time()
+    try:
+        async for chunk in stream:
+            if seen < skip:
+                already = min(skip - seen, len(chunk))
+                seen, chunk = seen + already, chunk[already:]
+                if not chunk:
+                    continue
+            seen += len(chunk)
+            lines = splitter.feed(chunk)
+            save = loop.time() - saved_at >= _OFFSET_SAVE_SECONDS
+            await asyncio.to_thread(_write, log, lines, seen - splitter.pending, save)
+            if save:
+                saved_at = loop.time()
+            if on_marked is not None:
+                for line, split in lines:
+                    if not split and line[:128].lstrip().startswith(_MARKS):
+                        await on_marked(line)
+        rest = splitter.rest()
+        await asyncio.to_thread(log.write_rest, rest, seen)
+        if on_marked is not None and rest[:128].lstrip().startswith(_MARKS):
+            await on_marked(rest)
+    finally:
+        await asyncio.to_thread(log.close)
+
+
+def _write(log: BoundedLog, lines: list[tuple[bytes, bool]], consumed: int, save: bool) -> None:
+    """One thread hop per chunk: its lines, and now and then the offset for a reattach."""
+    for line, split in lines:
+        log.write_line(line, split=split, consumed=consumed)
+    if save:
+        log.save_offset()
