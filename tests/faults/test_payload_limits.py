@@ -1,0 +1,125 @@
+"""Output of any size: it never overflows Temporal's payload limits.
+
+A trainer's output reaches Temporal only as a bounded tail (in the attempt's result and in
+the error message); the whole of it stays in the log file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+import httpx
+import pytest
+
+from store import log_files
+from store.log_files import (
+    TAIL_MAX_BYTES,
+    TAIL_MAX_LINE_CHARS,
+    TAIL_MAX_LINES,
+    TAIL_WINDOW_BYTES,
+    read_tail,
+)
+from tests.conftest import unique_name, wait_for_status
+
+MIB = 1024 * 1024
+
+
+def sh(script: str) -> list[str]:
+    return ["sh", "-c", script]
+
+
+async def create(api: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
+    response = await api.post("/jobs", json={"name": unique_name("payload"), **fields})
+    assert response.status_code == 201, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+# -- a trainer's output ------------------------------------------------------------------------
+
+
+async def test_one_8mb_line_of_output_does_not_fail_a_successful_run(
+    api: httpx.AsyncClient, busybox_image: str
+) -> None:
+    script = "head -c 8388608 /dev/zero | tr '\\0' x; echo; exit 0"
+    job = await create(api, image=busybox_image, command=sh(script))
+
+    done = await wait_for_status(api, job["job_id"], {"completed", "failed"}, timeout=240)
+
+    assert done["status"] == "completed", done["error_message"]
+    assert done["retry_count"] == 0
+    assert done["error_message"] is None
+
+
+# -- reading the tail --------------------------------------------------------------------------
+
+
+def test_the_tail_is_read_from_the_end_of_a_100mb_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "attempt-1.log"
+    last = [f"line {i}: loss 0.{i}" for i in range(30)]
+    with open(path, "wb") as handle:
+        # 100 MB of hole between the first line and the last ones.
+        handle.write(b"first line\n")
+        handle.seek(100 * MIB)
+        handle.write(("\n" + "\n".join(last) + "\n").encode())
+    assert os.stat(path).st_size > 100 * MIB
+    read: list[int] = []
+
+    def counting_open(file: Path, mode: str) -> BinaryIO:
+        handle = open(file, mode)  # noqa: SIM115 - closed by read_tail
+        real_read = handle.read
+
+        def counted(size: int = -1) -> bytes:
+            data = real_read(size)
+            read.append(len(data))
+            return data
+
+        handle.read = counted  # type: ignore[method-assign]
+        return cast(BinaryIO, handle)
+
+    monkeypatch.setattr(log_files, "open", counting_open, raising=False)
+
+    tail = read_tail(path)
+
+    assert tail.splitlines() == last[-TAIL_MAX_LINES:]
+    assert len(tail.encode()) <= TAIL_MAX_BYTES
+    assert 0 < sum(read) <= TAIL_WINDOW_BYTES + 1
+
+
+def test_long_lines_in_the_tail_keep_their_start_and_are_marked(tmp_path: Path) -> None:
+    path = tmp_path / "attempt-1.log"
+    path.write_text("short\n" + "é" * 5_000 + "\r\nend\n")
+
+    lines = read_tail(path).splitlines()
+
+    assert lines[0] == "short" and lines[-1] == "end"
+    assert lines[1] == "é" * TAIL_MAX_LINE_CHARS + " [... 4000 more characters cut]"
+
+
+def test_a_line_longer_than_the_window_read_shows_its_end(tmp_path: Path) -> None:
+    path = tmp_path / "attempt-1.log"
+    path.write_text("a" * 10 * MIB + "z" * TAIL_MAX_LINE_CHARS + "\nend")
+
+    lines = read_tail(path).splitlines()
+
+    assert lines == ["[...] " + "z" * TAIL_MAX_LINE_CHARS, "end"]
+
+
+def test_the_tail_keeps_to_its_total_bound(tmp_path: Path) -> None:
+    path = tmp_path / "attempt-1.log"
+    path.write_text("".join(f"{i:04d} " + "w" * 2000 + "\n" for i in range(100)))
+
+    tail = read_tail(path)
+
+    assert 0 < len(tail.encode()) <= TAIL_MAX_BYTES
+    assert tail.splitlines()[-1].startswith("0099 ")
+
+
+def test_the_tail_of_a_missing_or_empty_log_is_empty(tmp_path: Path) -> None:
+    assert read_tail(tmp_path / "missing.log") == ""
+    (tmp_path / "empty.log").write_bytes(b"")
+    assert read_tail(tmp_path / "empty.log") == ""
