@@ -22,6 +22,7 @@ from store.log_files import (
     read_tail,
 )
 from tests.conftest import unique_name, wait_for_status
+from workflows.training import MAX_ERROR_MESSAGE_BYTES
 
 MIB = 1024 * 1024
 
@@ -51,6 +52,24 @@ async def test_one_8mb_line_of_output_does_not_fail_a_successful_run(
     assert done["status"] == "completed", done["error_message"]
     assert done["retry_count"] == 0
     assert done["error_message"] is None
+
+
+async def test_a_failed_run_with_3mb_of_output_reports_its_exit_code(
+    api: httpx.AsyncClient, busybox_image: str
+) -> None:
+    script = "head -c 3145728 /dev/zero | tr '\\0' y; echo; echo last words; exit 3"
+    job = await create(api, image=busybox_image, command=sh(script), max_retries=0)
+
+    done = await wait_for_status(api, job["job_id"], {"completed", "failed"}, timeout=240)
+
+    assert done["status"] == "failed"
+    message = done["error_message"]
+    assert "exited with code 3" in message, message[:300]
+    assert len(message.encode()) <= MAX_ERROR_MESSAGE_BYTES
+    assert "last words" in message  # the tail is still there, only bounded
+    # The full output is still on disk for the logs endpoint.
+    logs = await api.get(f"/jobs/{job['job_id']}/logs")
+    assert logs.status_code == 200 and len(logs.text) > 3 * MIB
 
 
 # -- reading the tail --------------------------------------------------------------------------
