@@ -1,18 +1,22 @@
-"""Output of any size: it never overflows Temporal's payload limits.
+"""Output and specs of any size: they never overflow Temporal's payload limits.
 
 A trainer's output reaches Temporal only as a bounded tail (in the attempt's result and in
-the error message); the whole of it stays in the log file.
+the error message); a job spec too big to travel in a run's payloads is refused at the door
+with a 400, before anything is written.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 import httpx
 import pytest
+from temporalio.client import Client
 
+from core.settings import Settings
 from store import log_files
 from store.log_files import (
     TAIL_MAX_BYTES,
@@ -25,6 +29,8 @@ from tests.conftest import unique_name, wait_for_status
 from workflows.training import MAX_ERROR_MESSAGE_BYTES
 
 MIB = 1024 * 1024
+# The biggest item the field validators allow; specs grow by many of them.
+ITEM = 65_536
 
 
 def sh(script: str) -> list[str]:
@@ -36,6 +42,22 @@ async def create(api: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
     assert response.status_code == 201, response.text
     job: dict[str, Any] = response.json()
     return job
+
+
+async def job_names(api: httpx.AsyncClient) -> tuple[int, set[str]]:
+    names: set[str] = set()
+    page, total = 1, 0
+    while True:
+        body = (await api.get("/jobs", params={"page": page, "page_size": 200})).json()
+        total = body["total"]
+        names |= {job["name"] for job in body["jobs"]}
+        if page * 200 >= total:
+            return total, names
+        page += 1
+
+
+async def schedule_ids(temporal_client: Client) -> set[str]:
+    return {entry.id async for entry in await temporal_client.list_schedules()}
 
 
 # -- a trainer's output ------------------------------------------------------------------------
@@ -70,6 +92,92 @@ async def test_a_failed_run_with_3mb_of_output_reports_its_exit_code(
     # The full output is still on disk for the logs endpoint.
     logs = await api.get(f"/jobs/{job['job_id']}/logs")
     assert logs.status_code == 200 and len(logs.text) > 3 * MIB
+
+
+# -- a job's spec ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({"command": ["sh", "-c", "true", *(["x" * ITEM] * 128)]}, id="8mb-command"),
+        pytest.param({"env": {f"BIG_{i}": "e" * ITEM for i in range(80)}}, id="5mb-env"),
+    ],
+)
+async def test_a_spec_too_big_for_a_run_is_refused_and_nothing_is_written(
+    api: httpx.AsyncClient,
+    temporal_client: Client,
+    settings: Settings,
+    busybox_image: str,
+    fields: dict[str, Any],
+) -> None:
+    name = unique_name("too-big")
+    total_before, _ = await job_names(api)
+    schedules_before = await schedule_ids(temporal_client)
+
+    body = {"name": name, "image": busybox_image, "command": ["true"], **fields}
+    response = await api.post("/jobs", json=body)
+
+    assert response.status_code == 400, response.text[:300]
+    error = response.json()
+    assert error["error_type"] == "ValidationError"
+    assert set(error) == {"detail", "error_type"}
+    assert "MAX_SPEC_BYTES" in error["detail"]
+    spec_bytes = len(json.dumps(fields).encode())
+    assert str(settings.max_spec_bytes) in error["detail"]
+    assert spec_bytes > settings.max_spec_bytes
+    total_after, names = await job_names(api)
+    assert total_after == total_before
+    assert name not in names
+    assert await schedule_ids(temporal_client) == schedules_before
+
+
+async def test_an_update_that_makes_the_spec_too_big_is_refused_and_changes_nothing(
+    api: httpx.AsyncClient, busybox_image: str, settings: Settings
+) -> None:
+    job = await create(
+        api,
+        image=busybox_image,
+        command=["true"],
+        env={"SMALL": "1"},
+        schedule="0 0 1 1 *",
+        paused=True,
+    )
+    job_id = job["job_id"]
+    # Each field alone fits; together they do not.
+    half = settings.max_spec_bytes // 2 // ITEM + 1
+    first = await api.put(f"/jobs/{job_id}", json={"command": ["true", *(["c" * ITEM] * half)]})
+    assert first.status_code == 200, first.text[:300]
+
+    response = await api.put(
+        f"/jobs/{job_id}", json={"env": {f"E_{i}": "v" * ITEM for i in range(half)}}
+    )
+
+    assert response.status_code == 400, response.text[:300]
+    assert response.json()["error_type"] == "ValidationError"
+    assert "MAX_SPEC_BYTES" in response.json()["detail"]
+    after = (await api.get(f"/jobs/{job_id}")).json()
+    assert after["env"] == {"SMALL": "1"}
+    assert after["command"] == first.json()["command"]
+    assert after["updated_at"] == first.json()["updated_at"]
+
+    # Shrinking it back is allowed.
+    shrunk = await api.put(f"/jobs/{job_id}", json={"command": ["true"]})
+    assert shrunk.status_code == 200, shrunk.text[:300]
+
+
+async def test_a_spec_just_under_the_limit_is_accepted(
+    api: httpx.AsyncClient, busybox_image: str, settings: Settings
+) -> None:
+    items = settings.max_spec_bytes // ITEM - 1
+    job = await create(
+        api,
+        image=busybox_image,
+        command=["true", *(["k" * ITEM] * items)],
+        schedule="0 0 1 1 *",
+        paused=True,
+    )
+    assert len(job["command"]) == items + 1
 
 
 # -- reading the tail --------------------------------------------------------------------------
