@@ -26,7 +26,7 @@ from runtimes.base import (
 )
 from store import checkpoints
 from store import runs as run_store
-from store.log_files import attempt_log_path, last_lines
+from store.log_files import attempt_log_path, read_tail
 from store.models import utcnow
 from workflows.models import (
     IMAGE_UNAVAILABLE,
@@ -38,7 +38,6 @@ from workflows.models import (
     RunAttemptInput,
 )
 
-LOG_TAIL_LINES = 20
 # After the unit exits, how long its output stream may take to drain.
 _DRAIN_SECONDS = 10.0
 
@@ -117,7 +116,8 @@ class TrainingActivities:
             await self._finish(spec.name, request, watcher, following, stopped, first_start)
             raise
         await self._finish(spec.name, request, watcher, following, exit_code, first_start)
-        tail = await asyncio.to_thread(_read_tail, log_path)
+        # Bounded: the tail rides in the result, which Temporal limits in size.
+        tail = await asyncio.to_thread(read_tail, log_path)
         return AttemptOutcome(
             exit_code=exit_code,
             log_tail=tail,
@@ -262,10 +262,3 @@ def _first_start_time() -> datetime:
             with contextlib.suppress(ValueError):
                 return datetime.fromisoformat(detail["started_at"])
     return utcnow()
-
-
-def _read_tail(path: Path) -> str:
-    try:
-        return last_lines(path.read_text(encoding="utf-8", errors="replace"), LOG_TAIL_LINES)
-    except FileNotFoundError:
-        return ""

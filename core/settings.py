@@ -88,6 +88,15 @@ class Settings(BaseSettings):
     # a longer output line is split (and marked) at MAX_LOG_LINE_BYTES.
     max_log_bytes_per_attempt: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
     max_log_line_bytes: int = Field(default=64 * 1024, ge=256, le=16 * 1024 * 1024)
+    max_spec_bytes: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)
+    """MAX_SPEC_BYTES: the most a job's ``command``, ``env`` and ``secret_env`` may take together.
+
+    Measured as the sum of their JSON encodings (UTF-8), which is how they travel in every
+    run's Temporal payloads (the run plan, each attempt's input); Temporal refuses payloads
+    over 2 MiB, and a run whose spec does not fit would hang. ``POST /jobs``, SDK
+    registration and ``PUT /jobs/{job_id}`` (for the merged result) refuse a bigger spec
+    with 400 ``ValidationError``. At most 1 MiB, to leave room for the rest of a payload.
+    """
     # How often a running attempt's checkpoint directory is scanned for unannounced files.
     checkpoint_scan_seconds: float = Field(default=10.0, gt=0)
 

@@ -22,6 +22,7 @@ from core.errors import DuplicateJobName, InvalidInput
 from core.settings import Settings
 from jobs.notification_rules import validate_job_notifications
 from jobs.requests import JobCreate
+from jobs.spec_size import check_spec_size
 from jobs.temporal import JobSchedules
 from store import jobs as job_store
 from store import journal
@@ -70,6 +71,8 @@ class JobCreator:
 
     async def _create(self, body: JobCreate, *, job_id: str | None) -> Job:
         validate_job_notifications(self._settings, body.notifications)
+        # Before anything is written: an SDK start must not use up its job id on this.
+        check_spec_size(self._settings, body.command, body.env, body.secret_env)
         # An SDK-started job's first run is the caller's own; an API one-off runs at once.
         run_now = job_id is None and body.schedule is None
         async with self._sessions() as session:

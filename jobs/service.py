@@ -21,6 +21,7 @@ from jobs.notification_rules import validate_job_notifications
 from jobs.requests import JobUpdate
 from jobs.responses import JobResponse, Stats
 from jobs.schedule_control import SchedulingService
+from jobs.spec_size import check_spec_size
 from jobs.temporal import JobSchedules
 from store import jobs as job_store
 from store import journal, schedule_events
@@ -91,6 +92,13 @@ class JobService:
                 raise DuplicateJobName(changes["name"])
             if not changes:
                 return job
+            if {"command", "env", "secret_env"} & changes.keys():
+                check_spec_size(
+                    self._settings,
+                    changes.get("command", job.command),
+                    changes.get("env", job.env),
+                    changes.get("secret_env", job.secret_env),
+                )
             await journal.journal_schedule_change(session, job_id)
             job = await job_store.get_job(session, job_id)
             if "paused" in changes and changes["paused"] != job.paused:

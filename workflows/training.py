@@ -52,6 +52,10 @@ _STORE_TIMEOUT = timedelta(seconds=30)
 _STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
 # A training container can run for days; the heartbeat timeout is what detects a lost worker.
 _ATTEMPT_TIMEOUT = timedelta(days=30)
+# error_message travels in Temporal payloads (status updates, notifications, the failure):
+# bounded whatever an attempt's result carries (older workers sent unbounded log tails).
+MAX_ERROR_MESSAGE_BYTES = 16 * 1024
+_CUT = "[... cut]"
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -229,8 +233,28 @@ def _describe_exit(outcome: AttemptOutcome, attempt: int, attempts_allowed: int)
         message = f"Attempt {attempt}/{attempts_allowed} timed out and was stopped"
         message += f" (exit code {outcome.exit_code})"
     if outcome.log_tail.strip():
-        message += f"; last log lines:\n{outcome.log_tail.rstrip()}"
-    return message
+        message += "; last log lines:\n"
+        tail = outcome.log_tail.rstrip()
+        room = MAX_ERROR_MESSAGE_BYTES - len(message.encode())
+        if len(tail.encode()) > room:
+            # The last lines say most about the exit: it is the oldest part that is cut.
+            tail = f"{_CUT}\n{_last_bytes(tail, room - len(_CUT) - 1)}"
+        message += tail
+    return _bounded(message)
+
+
+def _last_bytes(text: str, limit: int) -> str:
+    """The end of ``text`` that takes at most ``limit`` bytes in UTF-8."""
+    return text.encode()[-limit:].decode(errors="ignore") if limit > 0 else ""
+
+
+def _bounded(message: str) -> str:
+    """``message`` cut to ``MAX_ERROR_MESSAGE_BYTES`` (UTF-8), its start kept."""
+    encoded = message.encode()
+    if len(encoded) <= MAX_ERROR_MESSAGE_BYTES:
+        return message
+    kept = encoded[: MAX_ERROR_MESSAGE_BYTES - len(_CUT) - 1]
+    return f"{kept.decode(errors='ignore')}\n{_CUT}"
 
 
 def _root_application_error(err: BaseException) -> ApplicationError | None:
@@ -253,6 +277,6 @@ def _describe_infrastructure_failure(err: ActivityError) -> str:
         reason = app.message
         if app.type == IMAGE_UNAVAILABLE:
             reason = f"{reason} (gave up after the configured number of pull attempts)"
-        return reason
+        return _bounded(reason)
     cause = err.cause
-    return f"The training attempt could not be run: {cause or err}"
+    return _bounded(f"The training attempt could not be run: {cause or err}")
