@@ -80,8 +80,10 @@ class RunService:
         if run_id is None:
             return ""
         files = log_files.attempt_logs(self._settings.log_dir, job_id, run_id)
-        text = await asyncio.to_thread(_join_attempts, files)
-        return text if tail is None else log_files.last_lines(text, tail) + ("\n" if tail else "")
+        if tail is None:
+            return await asyncio.to_thread(_join_attempts, files)
+        lines = await asyncio.to_thread(log_files.tail_of_attempts, files, tail)
+        return "".join(f"{line}\n" for line in lines)
 
     async def follow_logs(self, job_id: str, tail: int | None) -> AsyncIterator[bytes]:
         """The latest run's output so far, then new output as it is written, until it ends."""

@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+_BLOCK = 64 * 1024
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
@@ -26,10 +27,6 @@ def attempt_logs(log_dir: Path, job_id: str, run_id: str) -> list[tuple[int, Pat
         if number.isdigit():
             found.append((int(number), path))
     return sorted(found)
-
-
-def last_lines(text: str, count: int) -> str:
-    return "\n".join(text.splitlines()[-count:]) if count > 0 else ""
 
 
 # The tail of an attempt's output that travels in Temporal payloads (the attempt's result, the
@@ -97,3 +94,40 @@ def _within_bytes(lines: list[str], limit: int) -> str:
         kept.append(line)
         used += cost
     return "\n".join(reversed(kept))
+
+
+def last_lines_of(path: Path, count: int) -> list[str]:
+    """The last ``count`` lines of a file, read backwards in blocks (never the whole file)."""
+    if count <= 0:
+        return []
+    try:
+        with open(path, "rb") as handle:
+            end = handle.seek(0, 2)
+            data, position = b"", end
+            # One newline more than needed: the first line found may be partial.
+            while position > 0 and data.count(b"\n") <= count:
+                step = min(_BLOCK, position)
+                position -= step
+                handle.seek(position)
+                data = handle.read(step) + data
+    except FileNotFoundError:
+        return []
+    return data.decode("utf-8", errors="replace").splitlines()[-count:]
+
+
+def tail_of_attempts(files: list[tuple[int, Path]], count: int) -> list[str]:
+    """The last ``count`` lines of a run's attempts in order, each attempt under a header
+    line when there are several (as the whole log shows them)."""
+    several = len(files) > 1
+    parts: list[list[str]] = []
+    needed = count
+    for attempt, path in reversed(files):
+        if needed <= 0:
+            break
+        lines = last_lines_of(path, needed)
+        needed -= len(lines)
+        if several and needed > 0:
+            lines = [f"--- attempt {attempt} ---", *lines]
+            needed -= 1
+        parts.append(lines)
+    return [line for part in reversed(parts) for line in part]
