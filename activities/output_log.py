@@ -36,12 +36,23 @@ class LineSplitter:
         longer line, cut at ``max_line`` bytes."""
         lines: list[tuple[bytes, bool]] = []
         start = 0
-        while (end := chunk.find(b"\n", start)) >= 0:
-            self._partial += chunk[start:end]
+        end = chunk.find(b"\n")
+        if end >= 0 and self._partial:
+            self._partial += chunk[:end]
             lines += self._pieces(final=True)
+            start, end = end + 1, chunk.find(b"\n", end + 1)
+        limit = self._max
+        while end >= 0:
+            if end - start <= limit:
+                lines.append((chunk[start:end], False))
+            else:
+                self._partial += chunk[start:end]
+                lines += self._pieces(final=True)
             start = end + 1
-        self._partial += chunk[start:]
-        lines += self._pieces(final=False)
+            end = chunk.find(b"\n", start)
+        if start < len(chunk):
+            self._partial += chunk[start:]
+            lines += self._pieces(final=False)
         return lines
 
     @property
@@ -104,8 +115,23 @@ class BoundedLog:
 
     def write_line(self, line: bytes, *, split: bool, consumed: int) -> None:
         """Append one line; ``consumed`` counts the stream's bytes up to its end."""
-        text = line + (SPLIT_MARK % self._max_line if split else b"") + b"\n"
-        self._append(text)
+        self.write_lines([(line, split)], consumed)
+
+    def write_lines(self, lines: list[tuple[bytes, bool]], consumed: int) -> None:
+        """Append lines, in as few writes as the bound allows."""
+        mark = SPLIT_MARK % self._max_line
+        batch: list[bytes] = []
+        pending = 0
+        for line, split in lines:
+            text = line + mark + b"\n" if split else line + b"\n"
+            if self._crosses(self._size + pending + len(text)):
+                self._flush(batch)
+                batch, pending = [], 0
+                self._append(text)
+            else:
+                batch.append(text)
+                pending += len(text)
+        self._flush(batch)
         self._state.consumed = consumed
 
     def write_rest(self, rest: bytes, consumed: int) -> None:
@@ -129,6 +155,19 @@ class BoundedLog:
             self.save_offset()
             self._handle.close()
             self._handle = None
+
+    def _crosses(self, size: int) -> bool:
+        """Whether a file of ``size`` bytes would pass the head's half or the whole bound."""
+        if self._state.head_end is None:
+            return size > self._max_bytes // 2
+        return size > self._max_bytes
+
+    def _flush(self, batch: list[bytes]) -> None:
+        if batch:
+            assert self._handle is not None
+            data = b"".join(batch)
+            self._handle.write(data)
+            self._size += len(data)
 
     def _append(self, data: bytes) -> None:
         assert self._handle is not None
@@ -195,7 +234,6 @@ async def follow_output(
 
 def _write(log: BoundedLog, lines: list[tuple[bytes, bool]], consumed: int, save: bool) -> None:
     """One thread hop per chunk: its lines, and now and then the offset for a reattach."""
-    for line, split in lines:
-        log.write_line(line, split=split, consumed=consumed)
+    log.write_lines(lines, consumed)
     if save:
         log.save_offset()

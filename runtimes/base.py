@@ -8,7 +8,6 @@ crashed worker left behind and reattaches to it instead of starting a second one
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import hashlib
 import re
@@ -153,8 +152,9 @@ class StreamStop(threading.Event):
                 close()
 
 
-# Chunks waiting for the consumer: a slow consumer slows the reader instead of filling memory.
-STREAM_QUEUE_CHUNKS = 64
+# Output read but not yet taken by the consumer: past this the reader waits, so a slow consumer
+# slows the reader instead of filling memory.
+STREAM_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 async def stream_in_thread(
@@ -162,46 +162,61 @@ async def stream_in_thread(
 ) -> AsyncIterator[bytes]:
     """Iterate a blocking byte stream on a thread without blocking the event loop.
 
-    The queue between them is bounded. When the consumer stops early (cancelled, or the
-    generator closed), ``stop`` is set: the thread ends at its next chunk, and a stream
-    that could block for long registers a closer with ``stop.on_stop`` to end it at once,
-    so no thread outlives the activity that read it. A daemon thread rather than the default
-    executor: a stream blocked when the worker exits must not hold the process open.
+    The thread appends to a bounded buffer and wakes the loop only when the buffer stops
+    being empty, so output written in many small pieces crosses threads in few large ones.
+    When the consumer stops early (cancelled, or the generator closed), ``stop`` is set: the
+    thread ends at its next piece, and a stream that could block for long registers a closer
+    with ``stop.on_stop`` to end it at once, so no thread outlives the activity that read it.
+    A daemon thread rather than the default executor: a stream blocked when the worker exits
+    must not hold the process open.
     """
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(STREAM_QUEUE_CHUNKS)
+    ready = asyncio.Event()
     stop = StreamStop()
+    lock = threading.Condition()
+    buffer = bytearray()
+    ended: list[Exception | None] = []  # [error or None] once the stream is over
 
-    def push(item: bytes | Exception | None) -> bool:
-        if stop.is_set():
-            return False
-        try:
-            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
-        except (RuntimeError, concurrent.futures.CancelledError):
-            return False  # the loop has closed: nobody is listening any more
-        return not stop.is_set()
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody listens
+            loop.call_soon_threadsafe(ready.set)
 
     def pump() -> None:
+        error: Exception | None = None
         try:
             for chunk in open_stream(stop):
-                if not push(chunk):
-                    return
+                with lock:
+                    while len(buffer) >= STREAM_BUFFER_BYTES and not stop.is_set():
+                        lock.wait(0.5)
+                    if stop.is_set():
+                        return
+                    was_empty = not buffer
+                    buffer.extend(chunk)
+                if was_empty:
+                    wake()
         except Exception as err:  # handed to the consumer, which re-raises it
-            push(err)
-            return
-        push(None)
+            error = err
+        finally:
+            with lock:
+                ended.append(error)
+            wake()
 
-    thread = threading.Thread(target=pump, name="output-stream", daemon=True)
-    thread.start()
+    threading.Thread(target=pump, name="output-stream", daemon=True).start()
     try:
         while True:
-            item = await queue.get()
-            if item is None:
+            await ready.wait()
+            ready.clear()
+            with lock:
+                data, over = bytes(buffer), list(ended)
+                buffer.clear()
+                lock.notify_all()
+            if data:
+                yield data
+            if over:
+                if over[0] is not None:
+                    raise over[0]
                 return
-            if isinstance(item, Exception):
-                raise item
-            yield item
     finally:
         stop.set()
-        while not queue.empty():  # a put the thread is blocked on completes, and it sees stop
-            queue.get_nowait()
+        with lock:
+            lock.notify_all()
