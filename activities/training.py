@@ -13,6 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.attempt_watcher import AttemptWatcher
+from activities.heartbeat import Heartbeat, beat_interval
 from core.settings import Settings
 from runtimes.base import (
     ContainerRuntime,
@@ -66,10 +67,28 @@ class TrainingActivities:
     async def run_training_container(self, request: RunAttemptInput) -> AttemptOutcome:
         """Start (or reattach to) the attempt's container and follow it to its exit.
 
-        Heartbeats on every poll tick with the trainer's progress; a worker that dies stops
-        heartbeating, Temporal retries the activity elsewhere and that retry reattaches to
-        the same container by name.
+        Heartbeats from start to finish with the trainer's progress. Only a cancel the
+        workflow asked for stops the container: a lost heartbeat, an unreachable server, a
+        pause, a reset or a worker shutdown leave it training, Temporal retries the activity
+        and the retry reattaches to the same container by name.
         """
+        name = unit_name(request.job_id, request.run_id, request.attempt)
+        previous_start = _recorded_start()
+        heartbeat = Heartbeat(
+            beat_interval(self._settings.poll_interval_seconds),
+            {
+                "attempt": request.attempt,
+                "container": name,
+                "started_at": previous_start.isoformat() if previous_start else None,
+                "progress": None,
+            },
+        )
+        async with heartbeat.running():
+            return await self._run_attempt(request, heartbeat, previous_start)
+
+    async def _run_attempt(
+        self, request: RunAttemptInput, heartbeat: Heartbeat, previous_start: datetime | None
+    ) -> AttemptOutcome:
         try:
             host_dir = checkpoint_host_dir(
                 self._settings.checkpoint_root_dir, request.spec.checkpoint_path
@@ -85,7 +104,9 @@ class TrainingActivities:
         if started.reattached:
             activity.logger.info("reattached to %s", spec.name)
 
-        first_start = _first_start_time()
+        # A retry keeps the first start: the time limit counts from it.
+        first_start = previous_start or utcnow()
+        heartbeat.update(started_at=first_start.isoformat())
         async with self._sessions() as session:
             await run_store.record_attempt_start(
                 session, request.job_id, request.run_id, request.attempt, first_start
@@ -101,12 +122,19 @@ class TrainingActivities:
             log_path=log_path,
             checkpoint_dir=host_dir,
         )
+        heartbeat.add_source(watcher.heartbeat_details)
         following = asyncio.create_task(watcher.follow(self._runtime, spec.name))
         try:
             exit_code, timed_out = await self._wait(spec.name, request, watcher, first_start)
         except asyncio.CancelledError:
-            if activity.is_worker_shutdown():
-                # Leave the container running for the next worker to reattach to.
+            if not _cancel_requested():
+                # Temporal lost track of this try (heartbeat timeout, server gone or reset,
+                # paused) or the worker is shutting down: the trainer must not pay for it.
+                activity.logger.warning(
+                    "interrupted (%s); %s keeps running for the retry to reattach",
+                    activity.cancellation_details() or "no details",
+                    spec.name,
+                )
                 following.cancel()
                 raise
             stopped = await self._runtime.stop(spec.name, self._settings.stop_grace_seconds)
@@ -174,13 +202,10 @@ class TrainingActivities:
         first_start: datetime,
     ) -> tuple[int, bool]:
         """Poll until the unit exits or its time is up; (exit code, timed out)."""
-        details = {"attempt": request.attempt, "container": name}
-        details["started_at"] = first_start.isoformat()
         loop = asyncio.get_running_loop()
         next_scan = loop.time() + self._settings.checkpoint_scan_seconds
         while True:
             exit_code = await self._runtime.wait(name, self._settings.poll_interval_seconds)
-            activity.heartbeat(details | watcher.heartbeat_details())
             if exit_code is not None:
                 return exit_code, False
             if loop.time() >= next_scan:
@@ -218,13 +243,23 @@ class TrainingActivities:
         await self._runtime.remove(name)
 
 
-def _first_start_time() -> datetime:
-    """When this attempt first started, surviving activity retries through heartbeats."""
+def _recorded_start() -> datetime | None:
+    """When an earlier try of this activity started the attempt, from its last heartbeat."""
     for detail in activity.info().heartbeat_details:
         if isinstance(detail, dict) and isinstance(detail.get("started_at"), str):
             with contextlib.suppress(ValueError):
                 return datetime.fromisoformat(detail["started_at"])
-    return utcnow()
+    return None
+
+
+def _cancel_requested() -> bool:
+    """Whether the workflow asked for this cancel (the run is being cancelled).
+
+    The SDK cancels an activity for other reasons too: its heartbeat timed out, the server no
+    longer knows it, it was paused or reset, a local timeout, the worker is shutting down.
+    """
+    details = activity.cancellation_details()
+    return details is not None and details.cancel_requested
 
 
 def _read_tail(path: Path) -> str:
