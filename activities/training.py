@@ -89,6 +89,11 @@ class TrainingActivities:
     async def _run_attempt(
         self, request: RunAttemptInput, heartbeat: Heartbeat, previous_start: datetime | None
     ) -> AttemptOutcome:
+        log_path = attempt_log_path(
+            self._settings.log_dir, request.job_id, request.run_id, request.attempt
+        )
+        if (recorded := await self._recorded_outcome(request, log_path)) is not None:
+            return recorded
         try:
             host_dir = checkpoint_host_dir(
                 self._settings.checkpoint_root_dir, request.spec.checkpoint_path
@@ -111,9 +116,6 @@ class TrainingActivities:
             await run_store.record_attempt_start(
                 session, request.job_id, request.run_id, request.attempt, first_start
             )
-        log_path = attempt_log_path(
-            self._settings.log_dir, request.job_id, request.run_id, request.attempt
-        )
         watcher = AttemptWatcher(
             sessions=self._sessions,
             job_id=request.job_id,
@@ -147,6 +149,37 @@ class TrainingActivities:
             log_tail=tail,
             reattached=started.reattached,
             timed_out=timed_out,
+        )
+
+    async def _recorded_outcome(
+        self, request: RunAttemptInput, log_path: Path
+    ) -> AttemptOutcome | None:
+        """The outcome an earlier try of this activity recorded, if the attempt is over.
+
+        The end is recorded before the unit is removed and the result reported: a try
+        interrupted after that (its result lost with a Temporal outage, say) must not start
+        the trainer again, so its retry reports what was recorded instead.
+        """
+        async with self._sessions() as session:
+            row = await run_store.find_attempt(session, request.run_id, request.attempt)
+        if row is None or row.ended_at is None or row.exit_code is None:
+            return None
+        name = unit_name(request.job_id, request.run_id, request.attempt)
+        activity.logger.info(
+            "%s already ended with exit code %d; reporting it", name, row.exit_code
+        )
+        try:
+            await self._runtime.remove(name)  # the earlier try may not have got that far
+        except Exception as err:  # the reconciler removes it later; the outcome stands
+            activity.logger.warning("could not remove %s: %s", name, err)
+        # Not recorded as such: an attempt stopped at its limit ran past it and failed.
+        limit = request.spec.timeout_seconds
+        ran = (row.ended_at - row.started_at).total_seconds()
+        return AttemptOutcome(
+            exit_code=row.exit_code,
+            log_tail=await asyncio.to_thread(_read_tail, log_path),
+            reattached=True,
+            timed_out=limit is not None and ran > limit and row.exit_code != 0,
         )
 
     async def _spec(self, request: RunAttemptInput, host_dir: Path) -> ContainerSpec:

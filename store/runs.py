@@ -155,6 +155,10 @@ async def record_attempt_start(
         await session.commit()
 
 
+async def find_attempt(session: AsyncSession, run_id: str, attempt: int) -> Attempt | None:
+    return await session.get(Attempt, (run_id, attempt))
+
+
 async def record_attempt_end(
     session: AsyncSession, run_id: str, attempt: int, exit_code: int | None, at: datetime
 ) -> None:

@@ -217,3 +217,63 @@ async def test_heartbeats_cover_every_phase(
     assert engine.beats_while_slow["start"] >= 3, engine.beats_while_slow
     assert engine.beats_while_slow["remove"] >= 3, engine.beats_while_slow
     assert beats[-1][0]["started_at"] is not None
+
+
+async def test_a_retry_of_a_finished_attempt_reports_it_without_starting_anything(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    training: TrainingActivities,
+    busybox_image: str,
+) -> None:
+    """The first try recorded the exit, then lost its result (say, Temporal was away)."""
+    attempt = Attempt1(settings, busybox_image, "echo training failed; exit 3")
+    await attempt.create_run(sessions)
+    try:
+        first: AttemptOutcome = await ActivityEnvironment().run(
+            training.run_training_container, attempt.request
+        )
+        assert first.exit_code == 3 and not first.reattached
+        async with sessions() as session:
+            recorded = await session.get(Attempt, (attempt.request.run_id, 1))
+        assert recorded is not None and recorded.ended_at is not None
+
+        retry = ActivityEnvironment()
+        retry.info = dataclasses.replace(retry.info, attempt=2)
+        again: AttemptOutcome = await retry.run(training.run_training_container, attempt.request)
+        assert await asyncio.to_thread(container_state, attempt.name) is None
+    finally:
+        await asyncio.to_thread(remove_container, attempt.name)
+    assert again.exit_code == 3 and again.reattached and not again.timed_out
+    assert "training failed" in again.log_tail
+    assert attempt.starts() == 1, "the finished trainer was started again"
+    async with sessions() as session:
+        row = await session.get(Attempt, (attempt.request.run_id, 1))
+    assert row is not None
+    assert (row.started_at, row.ended_at, row.exit_code) == (
+        recorded.started_at,
+        recorded.ended_at,
+        recorded.exit_code,
+    )
+
+
+async def test_a_retry_of_an_attempt_stopped_at_its_limit_reports_the_timeout(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    training: TrainingActivities,
+    busybox_image: str,
+) -> None:
+    attempt = Attempt1(settings, busybox_image, "sleep 60")
+    attempt.request.spec.timeout_seconds = 1
+    await attempt.create_run(sessions)
+    try:
+        first: AttemptOutcome = await ActivityEnvironment().run(
+            training.run_training_container, attempt.request
+        )
+        again: AttemptOutcome = await ActivityEnvironment().run(
+            training.run_training_container, attempt.request
+        )
+    finally:
+        await asyncio.to_thread(remove_container, attempt.name)
+    assert first.timed_out and first.exit_code != 0
+    assert again.timed_out and again.exit_code == first.exit_code and again.reattached
+    assert attempt.starts() == 1
