@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from runtimes.base import (
     ImageUnavailableError,
     InvalidSpecError,
     RuntimeUnavailableError,
+    StartResult,
     unit_name,
 )
 from store import checkpoints
@@ -89,6 +91,35 @@ class TrainingActivities:
     async def _run_attempt(
         self, request: RunAttemptInput, heartbeat: Heartbeat, previous_start: datetime | None
     ) -> AttemptOutcome:
+        following = _Following()
+        try:
+            return await self._attempt(request, heartbeat, previous_start, following)
+        except asyncio.CancelledError:
+            name = unit_name(request.job_id, request.run_id, request.attempt)
+            if not _cancel_requested():
+                # Temporal lost track of this try (heartbeat timeout, server gone or reset,
+                # paused) or the worker is shutting down: the trainer must not pay for it.
+                activity.logger.warning(
+                    "interrupted (%s); %s keeps running for the retry to reattach",
+                    activity.cancellation_details() or "no details",
+                    name,
+                )
+                if following.task is not None:
+                    following.task.cancel()
+                if following.start is not None:
+                    following.start.add_done_callback(_ignore_outcome)
+                raise
+            # The run is being cancelled, in whichever phase this try was.
+            await self._stop_on_request(name, request, following, previous_start)
+            raise
+
+    async def _attempt(
+        self,
+        request: RunAttemptInput,
+        heartbeat: Heartbeat,
+        previous_start: datetime | None,
+        following: _Following,
+    ) -> AttemptOutcome:
         log_path = attempt_log_path(
             self._settings.log_dir, request.job_id, request.run_id, request.attempt
         )
@@ -99,7 +130,10 @@ class TrainingActivities:
                 self._settings.checkpoint_root_dir, request.spec.checkpoint_path
             )
             spec = await self._spec(request, host_dir)
-            started = await self._runtime.start(spec)
+            # The engine finishes a start it has begun whatever happens to this task; a
+            # requested cancel waits for it (see _stop_on_request) so it can stop the unit.
+            following.start = asyncio.ensure_future(self._runtime.start(spec))
+            started = await asyncio.shield(following.start)
         except RuntimeUnavailableError as err:
             raise ApplicationError(str(err), type=RUNTIME_UNAVAILABLE, non_retryable=True) from err
         except InvalidSpecError as err:
@@ -125,24 +159,10 @@ class TrainingActivities:
             checkpoint_dir=host_dir,
         )
         heartbeat.add_source(watcher.heartbeat_details)
-        following = asyncio.create_task(watcher.follow(self._runtime, spec.name))
-        try:
-            exit_code, timed_out = await self._wait(spec.name, request, watcher, first_start)
-        except asyncio.CancelledError:
-            if not _cancel_requested():
-                # Temporal lost track of this try (heartbeat timeout, server gone or reset,
-                # paused) or the worker is shutting down: the trainer must not pay for it.
-                activity.logger.warning(
-                    "interrupted (%s); %s keeps running for the retry to reattach",
-                    activity.cancellation_details() or "no details",
-                    spec.name,
-                )
-                following.cancel()
-                raise
-            stopped = await self._runtime.stop(spec.name, self._settings.stop_grace_seconds)
-            await self._finish(spec.name, request, watcher, following, stopped)
-            raise
-        await self._finish(spec.name, request, watcher, following, exit_code)
+        following.watcher = watcher
+        following.task = asyncio.create_task(watcher.follow(self._runtime, spec.name))
+        exit_code, timed_out = await self._wait(spec.name, request, watcher, first_start)
+        await self._finish(spec.name, request, watcher, following.task, exit_code)
         tail = await asyncio.to_thread(_read_tail, log_path)
         return AttemptOutcome(
             exit_code=exit_code,
@@ -150,6 +170,37 @@ class TrainingActivities:
             reattached=started.reattached,
             timed_out=timed_out,
         )
+
+    async def _stop_on_request(
+        self,
+        name: str,
+        request: RunAttemptInput,
+        following: _Following,
+        previous_start: datetime | None,
+    ) -> None:
+        """Stop the attempt's unit for a requested cancel, record its end and remove it."""
+        if following.start is not None:
+            with contextlib.suppress(Exception):  # failed to start: stopping finds nothing
+                await following.start
+        stopped = await self._runtime.stop(name, self._settings.stop_grace_seconds)
+        if following.watcher is not None and following.task is not None:
+            await self._finish(name, request, following.watcher, following.task, stopped)
+            return
+        # Cancelled before this try followed the unit (it may be an earlier try's): the
+        # attempt still ran, however briefly.
+        if stopped is not None:
+            async with self._sessions() as session:
+                await run_store.record_attempt_start(
+                    session,
+                    request.job_id,
+                    request.run_id,
+                    request.attempt,
+                    previous_start or utcnow(),
+                )
+                await run_store.record_attempt_end(
+                    session, request.run_id, request.attempt, stopped, utcnow()
+                )
+        await self._runtime.remove(name)
 
     async def _recorded_outcome(
         self, request: RunAttemptInput, log_path: Path
@@ -274,6 +325,21 @@ class TrainingActivities:
                 session, request.run_id, request.attempt, exit_code, utcnow()
             )
         await self._runtime.remove(name)
+
+
+@dataclass
+class _Following:
+    """How far one try got: the start it asked for, then the watcher following the unit."""
+
+    start: asyncio.Future[StartResult] | None = None
+    watcher: AttemptWatcher | None = None
+    task: asyncio.Task[None] | None = None
+
+
+def _ignore_outcome(future: asyncio.Future[StartResult]) -> None:
+    """Retrieve a start nobody waits for any more (the retry starts or reattaches)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _recorded_start() -> datetime | None:

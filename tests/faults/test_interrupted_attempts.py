@@ -176,6 +176,49 @@ async def test_a_requested_cancel_stops_the_trainer(
     assert attempt.starts() == 1
 
 
+class SlowToReportStart(DockerRuntime):
+    """An engine that has started the container but takes its time to say so."""
+
+    def __init__(self) -> None:
+        super().__init__(network_mode="none")
+        self.started = asyncio.Event()
+
+    async def start(self, spec: Any) -> Any:
+        result = await super().start(spec)
+        self.started.set()
+        await asyncio.sleep(2)
+        return result
+
+
+@pytest.mark.parametrize("requested", [True, False], ids=["requested", "timed-out"])
+async def test_a_cancel_while_the_container_starts(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    busybox_image: str,
+    requested: bool,
+) -> None:
+    """A cancel lands in whatever phase the activity is in, not only in its wait loop."""
+    attempt = Attempt1(settings, busybox_image, "sleep 120")
+    await attempt.create_run(sessions)
+    engine = SlowToReportStart()
+    training = TrainingActivities(engine, sessions, settings)
+    env = ActivityEnvironment()
+    try:
+        running = asyncio.create_task(env.run(training.run_training_container, attempt.request))
+        await asyncio.wait_for(engine.started.wait(), 60)
+        env.cancel(
+            cancellation_details=ActivityCancellationDetails(
+                cancel_requested=requested, timed_out=not requested
+            )
+        )
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        state = await asyncio.to_thread(container_state, attempt.name)
+    finally:
+        await asyncio.to_thread(remove_container, attempt.name)
+    assert state == (None if requested else "running")
+
+
 class SlowEngine(DockerRuntime):
     """A Docker engine slow to start and to remove containers (a busy host, a big image)."""
 
