@@ -4,27 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.attempt_watcher import AttemptWatcher
+from activities.container_spec import checkpoint_host_dir, container_spec
+from activities.heartbeat import Heartbeat, beat_interval
+from activities.interruptions import (
+    Following,
+    cancel_requested,
+    ignore_outcome,
+    recorded_start,
+)
 from core.settings import Settings
 from runtimes.base import (
     ContainerRuntime,
-    ContainerSpec,
     ImageUnavailableError,
     InvalidSpecError,
     RuntimeUnavailableError,
     unit_name,
 )
-from store import checkpoints
 from store import runs as run_store
 from store.log_files import attempt_log_path, read_tail
 from store.models import utcnow
@@ -34,20 +37,11 @@ from workflows.models import (
     RUN_TRAINING_CONTAINER,
     RUNTIME_UNAVAILABLE,
     AttemptOutcome,
-    ResumePolicy,
     RunAttemptInput,
 )
 
 # After the unit exits, how long its output stream may take to drain.
 _DRAIN_SECONDS = 10.0
-
-
-def checkpoint_host_dir(root: Path, checkpoint_path: str) -> Path:
-    """Host directory behind a job's checkpoint path; refuses anything outside the root."""
-    host_dir = (root / checkpoint_path.lstrip("/")).resolve()
-    if not host_dir.is_relative_to(root.resolve()):
-        raise InvalidSpecError(f"checkpoint_path {checkpoint_path!r} leaves the checkpoint root")
-    return host_dir
 
 
 class TrainingActivities:
@@ -67,16 +61,75 @@ class TrainingActivities:
     async def run_training_container(self, request: RunAttemptInput) -> AttemptOutcome:
         """Start (or reattach to) the attempt's container and follow it to its exit.
 
-        Heartbeats on every poll tick with the trainer's progress; a worker that dies stops
-        heartbeating, Temporal retries the activity elsewhere and that retry reattaches to
-        the same container by name.
+        Heartbeats from start to finish with the trainer's progress. Only a cancel the
+        workflow asked for stops the container: a lost heartbeat, an unreachable server, a
+        pause, a reset or a worker shutdown leave it training, Temporal retries the activity
+        and the retry reattaches to the same container by name.
         """
+        name = unit_name(request.job_id, request.run_id, request.attempt)
+        previous_start = recorded_start()
+        heartbeat = Heartbeat(
+            beat_interval(self._settings.poll_interval_seconds),
+            {
+                "attempt": request.attempt,
+                "container": name,
+                "started_at": previous_start.isoformat() if previous_start else None,
+                "progress": None,
+            },
+        )
+        async with heartbeat.running():
+            return await self._run_attempt(request, heartbeat, previous_start)
+
+    async def _run_attempt(
+        self, request: RunAttemptInput, heartbeat: Heartbeat, previous_start: datetime | None
+    ) -> AttemptOutcome:
+        following = Following()
+        try:
+            return await self._attempt(request, heartbeat, previous_start, following)
+        except asyncio.CancelledError:
+            name = unit_name(request.job_id, request.run_id, request.attempt)
+            if not cancel_requested():
+                # Temporal lost track of this try (heartbeat timeout, server gone or reset,
+                # paused) or the worker is shutting down: the trainer must not pay for it.
+                activity.logger.warning(
+                    "interrupted (%s); %s keeps running for the retry to reattach",
+                    activity.cancellation_details() or "no details",
+                    name,
+                )
+                if following.task is not None:
+                    following.task.cancel()
+                if following.watcher is not None:
+                    following.watcher.abandon()
+                if following.start is not None:
+                    following.start.add_done_callback(ignore_outcome)
+                raise
+            # The run is being cancelled, in whichever phase this try was.
+            await self._stop_on_request(name, request, following, previous_start)
+            raise
+
+    async def _attempt(
+        self,
+        request: RunAttemptInput,
+        heartbeat: Heartbeat,
+        previous_start: datetime | None,
+        following: Following,
+    ) -> AttemptOutcome:
+        log_path = attempt_log_path(
+            self._settings.log_dir, request.job_id, request.run_id, request.attempt
+        )
+        if (recorded := await self._recorded_outcome(request, log_path)) is not None:
+            return recorded
         try:
             host_dir = checkpoint_host_dir(
                 self._settings.checkpoint_root_dir, request.spec.checkpoint_path
             )
-            spec = await self._spec(request, host_dir)
-            started = await self._runtime.start(spec)
+            spec = await container_spec(
+                request, host_dir, self._runtime, self._sessions, self._settings
+            )
+            # The engine finishes a start it has begun whatever happens to this task; a
+            # requested cancel waits for it (see _stop_on_request) so it can stop the unit.
+            following.start = asyncio.ensure_future(self._runtime.start(spec))
+            started = await asyncio.shield(following.start)
         except RuntimeUnavailableError as err:
             raise ApplicationError(str(err), type=RUNTIME_UNAVAILABLE, non_retryable=True) from err
         except InvalidSpecError as err:
@@ -86,14 +139,13 @@ class TrainingActivities:
         if started.reattached:
             activity.logger.info("reattached to %s", spec.name)
 
-        first_start = _first_start_time()
+        # A retry keeps the first start: the time limit counts from it.
+        first_start = previous_start or utcnow()
+        heartbeat.update(started_at=first_start.isoformat())
         async with self._sessions() as session:
             await run_store.record_attempt_start(
                 session, request.job_id, request.run_id, request.attempt, first_start
             )
-        log_path = attempt_log_path(
-            self._settings.log_dir, request.job_id, request.run_id, request.attempt
-        )
         watcher = AttemptWatcher(
             sessions=self._sessions,
             job_id=request.job_id,
@@ -103,19 +155,11 @@ class TrainingActivities:
             checkpoint_dir=host_dir,
             limits=self._settings.log_limits,
         )
-        following = asyncio.create_task(watcher.follow(self._runtime, spec.name))
-        try:
-            exit_code, timed_out = await self._wait(spec.name, request, watcher, first_start)
-        except asyncio.CancelledError:
-            if activity.is_worker_shutdown():
-                # Leave the container running for the next worker to reattach to.
-                following.cancel()
-                watcher.abandon()
-                raise
-            stopped = await self._runtime.stop(spec.name, self._settings.stop_grace_seconds)
-            await self._finish(spec.name, request, watcher, following, stopped, first_start)
-            raise
-        await self._finish(spec.name, request, watcher, following, exit_code, first_start)
+        heartbeat.add_source(watcher.heartbeat_details)
+        following.watcher = watcher
+        following.task = asyncio.create_task(watcher.follow(self._runtime, spec.name))
+        exit_code, timed_out = await self._wait(spec.name, request, watcher, first_start)
+        await self._finish(spec.name, request, watcher, following.task, exit_code)
         # Bounded: the tail rides in the result, which Temporal limits in size.
         tail = await asyncio.to_thread(read_tail, log_path)
         return AttemptOutcome(
@@ -125,50 +169,67 @@ class TrainingActivities:
             timed_out=timed_out,
         )
 
-    async def _spec(self, request: RunAttemptInput, host_dir: Path) -> ContainerSpec:
-        spec = request.spec
-        # A runtime that mounts the directory shows it at the job's path; else the host's.
-        mounted = self._runtime.mounts_checkpoints
-        checkpoint_dir = spec.checkpoint_path if mounted else str(host_dir)
-        env = dict(spec.env)
-        for name in spec.secret_env:
-            value = os.environ.get(name)
-            if value is None:
-                raise InvalidSpecError(f"secret_env {name} is not set in the worker's environment")
-            env[name] = value
-        env |= {
-            "JOB_ID": request.job_id,
-            "RUN_ID": request.run_id,
-            "ATTEMPT": str(request.attempt),
-            "CHECKPOINT_DIR": checkpoint_dir,
-        }
-        if resume_from := await self._resume_from(request):
-            env["RESUME_FROM"] = f"{checkpoint_dir.rstrip('/')}/{resume_from}"
-        await asyncio.to_thread(host_dir.mkdir, parents=True, exist_ok=True)
-        return ContainerSpec(
-            name=unit_name(request.job_id, request.run_id, request.attempt),
-            job_id=request.job_id,
-            run_id=request.run_id,
-            attempt=request.attempt,
-            image=spec.image,
-            command=spec.command,
-            env=env,
-            checkpoint_host_dir=host_dir,
-            checkpoint_mount_path=spec.checkpoint_path if mounted else None,
-            resources=spec.resources,
-            deployment=self._settings.deployment,
-        )
+    async def _stop_on_request(
+        self,
+        name: str,
+        request: RunAttemptInput,
+        following: Following,
+        previous_start: datetime | None,
+    ) -> None:
+        """Stop the attempt's unit for a requested cancel, record its end and remove it."""
+        if following.start is not None:
+            with contextlib.suppress(Exception):  # failed to start: stopping finds nothing
+                await following.start
+        stopped = await self._runtime.stop(name, self._settings.stop_grace_seconds)
+        if following.watcher is not None and following.task is not None:
+            await self._finish(name, request, following.watcher, following.task, stopped)
+            return
+        # Cancelled before this try followed the unit (it may be an earlier try's): the
+        # attempt still ran, however briefly.
+        if stopped is not None:
+            async with self._sessions() as session:
+                await run_store.record_attempt_start(
+                    session,
+                    request.job_id,
+                    request.run_id,
+                    request.attempt,
+                    previous_start or utcnow(),
+                )
+                await run_store.record_attempt_end(
+                    session, request.run_id, request.attempt, stopped, utcnow()
+                )
+        await self._runtime.remove(name)
 
-    async def _resume_from(self, request: RunAttemptInput) -> str | None:
-        """The checkpoint this attempt resumes from, relative to the checkpoint directory."""
-        if request.spec.resume_policy is ResumePolicy.NEVER:
-            return None
-        run_only = request.spec.resume_policy is ResumePolicy.RETRIES
+    async def _recorded_outcome(
+        self, request: RunAttemptInput, log_path: Path
+    ) -> AttemptOutcome | None:
+        """The outcome an earlier try of this activity recorded, if the attempt is over.
+
+        The end is recorded before the unit is removed and the result reported: a try
+        interrupted after that (its result lost with a Temporal outage, say) must not start
+        the trainer again, so its retry reports what was recorded instead.
+        """
         async with self._sessions() as session:
-            latest = await checkpoints.latest_checkpoint(
-                session, request.job_id, request.run_id if run_only else None
-            )
-        return latest.path if latest is not None else None
+            row = await run_store.find_attempt(session, request.run_id, request.attempt)
+        if row is None or row.ended_at is None or row.exit_code is None:
+            return None
+        name = unit_name(request.job_id, request.run_id, request.attempt)
+        activity.logger.info(
+            "%s already ended with exit code %d; reporting it", name, row.exit_code
+        )
+        try:
+            await self._runtime.remove(name)  # the earlier try may not have got that far
+        except Exception as err:  # the reconciler removes it later; the outcome stands
+            activity.logger.warning("could not remove %s: %s", name, err)
+        # Not recorded as such: an attempt stopped at its limit ran past it and failed.
+        limit = request.spec.timeout_seconds
+        ran = (row.ended_at - row.started_at).total_seconds()
+        return AttemptOutcome(
+            exit_code=row.exit_code,
+            log_tail=await asyncio.to_thread(read_tail, log_path),
+            reattached=True,
+            timed_out=limit is not None and ran > limit and row.exit_code != 0,
+        )
 
     async def _wait(
         self,
@@ -182,7 +243,6 @@ class TrainingActivities:
         next_scan = loop.time() + self._settings.checkpoint_scan_seconds
         while True:
             exit_code = await self._runtime.wait(name, self._settings.poll_interval_seconds)
-            _heartbeat(request, name, watcher, first_start)
             if exit_code is not None:
                 return exit_code, False
             if loop.time() >= next_scan:
@@ -204,61 +264,18 @@ class TrainingActivities:
         watcher: AttemptWatcher,
         following: asyncio.Task[None],
         exit_code: int | None,
-        first_start: datetime,
     ) -> None:
-        """Drain the output, record the last checkpoints and the exit, remove the unit.
-
-        Heartbeats all along: hashing the last checkpoints can take minutes.
-        """
-        async with self._heartbeating(request, name, watcher, first_start):
-            try:
-                await asyncio.wait_for(asyncio.shield(following), _DRAIN_SECONDS)
-            except TimeoutError:
-                following.cancel()
-                activity.logger.warning("output of %s did not drain in time", name)
-            except Exception as err:  # the log is incomplete, the outcome still stands
-                activity.logger.warning("following the output of %s failed: %s", name, err)
-            await watcher.finish_checkpoints()
-            async with self._sessions() as session:
-                await run_store.record_attempt_end(
-                    session, request.run_id, request.attempt, exit_code, utcnow()
-                )
-            await self._runtime.remove(name)
-
-    @contextlib.asynccontextmanager
-    async def _heartbeating(
-        self, request: RunAttemptInput, name: str, watcher: AttemptWatcher, first_start: datetime
-    ) -> AsyncIterator[None]:
-        """Heartbeat every poll interval while the body runs."""
-
-        async def beat() -> None:
-            while True:
-                _heartbeat(request, name, watcher, first_start)
-                await asyncio.sleep(self._settings.poll_interval_seconds)
-
-        beating = asyncio.create_task(beat())
+        """Drain the output, record the last checkpoints and the exit, remove the unit."""
         try:
-            yield
-        finally:
-            beating.cancel()
-
-
-def _heartbeat(
-    request: RunAttemptInput, name: str, watcher: AttemptWatcher, first_start: datetime
-) -> None:
-    """Tell Temporal the attempt is alive; ``started_at`` survives into activity retries."""
-    details: dict[str, Any] = {
-        "attempt": request.attempt,
-        "container": name,
-        "started_at": first_start.isoformat(),
-    }
-    activity.heartbeat(details | watcher.heartbeat_details())
-
-
-def _first_start_time() -> datetime:
-    """When this attempt first started, surviving activity retries through heartbeats."""
-    for detail in activity.info().heartbeat_details:
-        if isinstance(detail, dict) and isinstance(detail.get("started_at"), str):
-            with contextlib.suppress(ValueError):
-                return datetime.fromisoformat(detail["started_at"])
-    return utcnow()
+            await asyncio.wait_for(asyncio.shield(following), _DRAIN_SECONDS)
+        except TimeoutError:
+            following.cancel()
+            activity.logger.warning("output of %s did not drain in time", name)
+        except Exception as err:  # the log is incomplete, the outcome still stands
+            activity.logger.warning("following the output of %s failed: %s", name, err)
+        await watcher.finish_checkpoints()  # heartbeats go on meanwhile: hashing takes time
+        async with self._sessions() as session:
+            await run_store.record_attempt_end(
+                session, request.run_id, request.attempt, exit_code, utcnow()
+            )
+        await self._runtime.remove(name)

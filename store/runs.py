@@ -155,11 +155,16 @@ async def record_attempt_start(
         await session.commit()
 
 
+async def find_attempt(session: AsyncSession, run_id: str, attempt: int) -> Attempt | None:
+    return await session.get(Attempt, (run_id, attempt))
+
+
 async def record_attempt_end(
     session: AsyncSession, run_id: str, attempt: int, exit_code: int | None, at: datetime
 ) -> None:
+    """Record how an attempt ended; an exit code once recorded stays (retries report it)."""
     row = await session.get(Attempt, (run_id, attempt))
-    if row is not None:
+    if row is not None and row.exit_code is None:
         row.exit_code = exit_code
         row.ended_at = at
         await session.commit()

@@ -1,0 +1,79 @@
+"""What one attempt's unit is made of: the job's spec, secrets, checkpoint directories."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.settings import Settings
+from runtimes.base import ContainerRuntime, ContainerSpec, InvalidSpecError, unit_name
+from store import checkpoints
+from workflows.models import ResumePolicy, RunAttemptInput
+
+
+def checkpoint_host_dir(root: Path, checkpoint_path: str) -> Path:
+    """Host directory behind a job's checkpoint path; refuses anything outside the root."""
+    host_dir = (root / checkpoint_path.lstrip("/")).resolve()
+    if not host_dir.is_relative_to(root.resolve()):
+        raise InvalidSpecError(f"checkpoint_path {checkpoint_path!r} leaves the checkpoint root")
+    return host_dir
+
+
+async def container_spec(
+    request: RunAttemptInput,
+    host_dir: Path,
+    runtime: ContainerRuntime,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> ContainerSpec:
+    """The unit of ``request``: its environment (secrets resolved here, on the worker) and
+    the checkpoint directory as the trainer sees it; the resume point follows the policy."""
+    spec = request.spec
+    # A runtime that mounts the directory shows it at the job's path; else the host's.
+    mounted = runtime.mounts_checkpoints
+    checkpoint_dir = spec.checkpoint_path if mounted else str(host_dir)
+    env = dict(spec.env)
+    for name in spec.secret_env:
+        value = os.environ.get(name)
+        if value is None:
+            raise InvalidSpecError(f"secret_env {name} is not set in the worker's environment")
+        env[name] = value
+    env |= {
+        "JOB_ID": request.job_id,
+        "RUN_ID": request.run_id,
+        "ATTEMPT": str(request.attempt),
+        "CHECKPOINT_DIR": checkpoint_dir,
+    }
+    if resume_from := await _resume_from(request, sessions):
+        env["RESUME_FROM"] = f"{checkpoint_dir.rstrip('/')}/{resume_from}"
+    await asyncio.to_thread(host_dir.mkdir, parents=True, exist_ok=True)
+    return ContainerSpec(
+        name=unit_name(request.job_id, request.run_id, request.attempt),
+        job_id=request.job_id,
+        run_id=request.run_id,
+        attempt=request.attempt,
+        image=spec.image,
+        command=spec.command,
+        env=env,
+        checkpoint_host_dir=host_dir,
+        checkpoint_mount_path=spec.checkpoint_path if mounted else None,
+        resources=spec.resources,
+        deployment=settings.deployment,
+    )
+
+
+async def _resume_from(
+    request: RunAttemptInput, sessions: async_sessionmaker[AsyncSession]
+) -> str | None:
+    """The checkpoint this attempt resumes from, relative to the checkpoint directory."""
+    if request.spec.resume_policy is ResumePolicy.NEVER:
+        return None
+    run_only = request.spec.resume_policy is ResumePolicy.RETRIES
+    async with sessions() as session:
+        latest = await checkpoints.latest_checkpoint(
+            session, request.job_id, request.run_id if run_only else None
+        )
+    return latest.path if latest is not None else None
