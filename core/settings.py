@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     infra_max_attempts: int = Field(default=5, ge=1)
     reconcile_interval_seconds: float = Field(default=30.0, gt=0)
     backfill_max_firings: int = Field(default=1000, ge=1)
+    # The longest range one backfill may cover (dry run or not).
+    backfill_max_range_days: int = Field(default=3660, ge=1, le=366_000)
     # An attempt's log file keeps its first half and its newest part within this many bytes;
     # a longer output line is split (and marked) at MAX_LOG_LINE_BYTES.
     max_log_bytes_per_attempt: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)

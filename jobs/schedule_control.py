@@ -9,7 +9,7 @@ in the Temporal UI or with ``temporal schedule toggle`` reaches the API.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -134,6 +134,12 @@ class SchedulingService:
             job = await job_store.get_job(session, job_id)
         if not job.schedule:
             raise InvalidInput(f"job {job_id} has no schedule to backfill")
+        longest = timedelta(days=self._settings.backfill_max_range_days)
+        if request.end - request.start > longest:
+            raise InvalidInput(
+                f"the range is longer than {longest.days} days (BACKFILL_MAX_RANGE_DAYS); "
+                "backfill a shorter range"
+            )
         limit = self._settings.backfill_max_firings
         times = await self._schedules.matching_times(job_id, request.start, request.end, limit)
         if len(times) > limit:

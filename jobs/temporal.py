@@ -58,6 +58,8 @@ OVERLAP_POLICIES = {
 }
 # Temporal's own default, used when a job does not set catchup_window_seconds.
 DEFAULT_CATCHUP_WINDOW = timedelta(days=365)
+# How long a trigger is remembered for pacing (triggers are paced a second apart).
+_PACE_MEMORY = timedelta(seconds=5)
 
 
 def schedule_spec(job: Job) -> ScheduleSpec:
@@ -256,7 +258,12 @@ class JobSchedules:
             await (await self._handle(job_id)).trigger(
                 overlap=ScheduleOverlapPolicy.ALLOW_ALL, rpc_timeout=self._timeout
             )
-            self._last_trigger[job_id] = datetime.now(UTC)
+            now = datetime.now(UTC)
+            self._last_trigger[job_id] = now
+            # Only the last second matters: forget older triggers, so the map stays small.
+            stale = [key for key, at in self._last_trigger.items() if now - at > _PACE_MEMORY]
+            for key in stale:
+                del self._last_trigger[key]
 
 
 async def register_search_attributes(client: Client, namespace: str) -> None:

@@ -146,6 +146,11 @@ async def test_backfill_dry_run_matches_what_runs(
         ({"start": "2025-06-01T00:00:00", "end": "2025-06-02T00:00:00Z"}, "start"),
         ({"start": "2025-06-02T00:00:00Z", "end": "2025-06-01T00:00:00Z"}, "end must be after"),
         ({"start": "2020-01-01T00:00:00Z", "end": "2025-01-01T00:00:00Z"}, "BACKFILL_MAX_FIRINGS"),
+        # Years 1 to 9999 once blocked the event loop and answered 500.
+        (
+            {"start": "0001-01-01T00:00:00Z", "end": "9999-12-31T00:00:00Z", "dry_run": True},
+            "BACKFILL_MAX_RANGE_DAYS",
+        ),
         (
             {"start": "2025-06-01T00:00:00Z", "end": "2025-06-02T00:00:00Z", "overlap_policy": "x"},
             "overlap_policy",
