@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+import docker
 import httpx
 import pytest
 from temporalio.client import Client
@@ -63,10 +64,28 @@ async def schedule_ids(temporal_client: Client) -> set[str]:
 # -- a trainer's output ------------------------------------------------------------------------
 
 
+def starts(settings: Settings, job: dict[str, Any]) -> int:
+    """How many times the job's trainer started (each start appends a line)."""
+    marker = settings.checkpoint_root_dir / job["checkpoint_path"].lstrip("/") / "starts"
+    return len(marker.read_text().splitlines()) if marker.exists() else 0
+
+
+def containers_of(job: dict[str, Any]) -> list[object]:
+    client = docker.from_env()
+    try:
+        label = f"io.training-orchestrator.job-id={job['job_id']}"
+        return list(client.containers.list(all=True, filters={"label": label}))
+    finally:
+        client.close()
+
+
+COUNT_START = 'echo start >> "$CHECKPOINT_DIR/starts"; '
+
+
 async def test_one_8mb_line_of_output_does_not_fail_a_successful_run(
-    api: httpx.AsyncClient, busybox_image: str
+    api: httpx.AsyncClient, settings: Settings, busybox_image: str
 ) -> None:
-    script = "head -c 8388608 /dev/zero | tr '\\0' x; echo; exit 0"
+    script = COUNT_START + "head -c 8388608 /dev/zero | tr '\\0' x; echo; exit 0"
     job = await create(api, image=busybox_image, command=sh(script))
 
     done = await wait_for_status(api, job["job_id"], {"completed", "failed"}, timeout=240)
@@ -74,17 +93,21 @@ async def test_one_8mb_line_of_output_does_not_fail_a_successful_run(
     assert done["status"] == "completed", done["error_message"]
     assert done["retry_count"] == 0
     assert done["error_message"] is None
+    assert starts(settings, done) == 1
+    assert containers_of(done) == []
 
 
 async def test_a_failed_run_with_3mb_of_output_reports_its_exit_code(
-    api: httpx.AsyncClient, busybox_image: str
+    api: httpx.AsyncClient, settings: Settings, busybox_image: str
 ) -> None:
-    script = "head -c 3145728 /dev/zero | tr '\\0' y; echo; echo last words; exit 3"
+    script = COUNT_START + "head -c 3145728 /dev/zero | tr '\\0' y; echo; echo last words; exit 3"
     job = await create(api, image=busybox_image, command=sh(script), max_retries=0)
 
     done = await wait_for_status(api, job["job_id"], {"completed", "failed"}, timeout=240)
 
-    assert done["status"] == "failed"
+    assert done["status"] == "failed" and done["retry_count"] == 0
+    assert starts(settings, done) == 1
+    assert containers_of(done) == []
     message = done["error_message"]
     assert "exited with code 3" in message, message[:300]
     assert len(message.encode()) <= MAX_ERROR_MESSAGE_BYTES
