@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from activities import checkpoint_files
 from activities.attempt_watcher import AttemptWatcher
 from activities.checkpoint_files import HASHED
 from core.settings import LogLimits, Settings
+from runtimes.base import ContainerSpec
+from runtimes.process import ProcessRuntime
 from store import checkpoints as checkpoint_store
 from store.db import create_engine, create_sessionmaker
 from store.migrate import upgrade
@@ -32,17 +35,6 @@ from worker import build_worker
 
 GIB = 1024**3
 JOB = "train-0000f001"
-
-
-class Replay:
-    """A runtime whose unit printed ``lines``: all the watcher reads of a runtime."""
-
-    def __init__(self, *lines: str) -> None:
-        self._lines = lines
-
-    async def stream_output(self, name: str) -> AsyncIterator[bytes]:
-        for line in self._lines:
-            yield line.encode() + b"\n"
 
 
 async def run_attempt(
@@ -61,9 +53,17 @@ async def run_attempt(
         checkpoint_dir=checkpoint_dir,
         limits=LogLimits(max_bytes=1 << 20, max_line=1 << 16),
     )
+    # A real unit of the process runtime prints the announcements, as a trainer would.
+    runtime = ProcessRuntime(checkpoint_dir.parent / "process-runtime")
     lines = [f'CHECKPOINT {{"path": "{path}", "step": 1}}' for path in announced]
-    await watcher.follow(Replay(*lines), "unit")  # type: ignore[arg-type]
-    await watcher.finish_checkpoints()
+    name = f"orch-ckpt-{uuid.uuid4().hex[:12]}"
+    command = ["sh", "-c", 'for line in "$@"; do echo "$line"; done', "sh", *lines]
+    await runtime.start(ContainerSpec(name, JOB, run_id, attempt, "unused", command))
+    try:
+        await watcher.follow(runtime, name)
+        await watcher.finish_checkpoints()
+    finally:
+        await runtime.remove(name)
 
 
 async def recorded(sessions: Sessions, path: str) -> list[tuple[int, str]]:
