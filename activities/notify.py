@@ -184,4 +184,6 @@ def build_facts(update: RunStatusUpdate, job: Job, run: Run, settings: Settings)
         log_lines=log_lines if update.status in ("retrying", "failed") else None,
         progress=describe_progress(run.progress) if update.status == "completed" else None,
         run_url=settings.run_ui_url(update.run_id),
+        occurred_at=update.at,
+        started_at=run.started_at,
     )

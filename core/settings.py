@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     # NoDecode: the environment gives "a@x.org,b@y.org", not a JSON list.
     smtp_to: Annotated[list[str], NoDecode] = []
     smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
+    webhook_url: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
     notify_on: Annotated[list[NotifyEvent], NoDecode] = ["failed", "retrying", "completed"]
     notify_timeout_seconds: float = Field(default=30.0, gt=0)
 
@@ -117,6 +119,8 @@ class Settings(BaseSettings):
         "smtp_username",
         "smtp_password",
         "smtp_from",
+        "webhook_url",
+        "webhook_secret",
         mode="before",
     )
     @classmethod

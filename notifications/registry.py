@@ -15,8 +15,9 @@ from notifications import REDACTED
 from notifications.base import Channel
 from notifications.email import EmailChannel, EmailJobOptions
 from notifications.slack import SlackChannel, SlackJobOptions
+from notifications.webhook import WebhookChannel
 
-CHANNELS: tuple[type[Channel[Any]], ...] = (SlackChannel, EmailChannel)
+CHANNELS: tuple[type[Channel[Any]], ...] = (SlackChannel, EmailChannel, WebhookChannel)
 
 
 class ChannelJobOptions(SlackJobOptions, EmailJobOptions):
