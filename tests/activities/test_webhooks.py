@@ -1,8 +1,8 @@
 """Signed webhooks against a real local receiver that verifies what it gets.
 
-The receiver runs the verification snippet of docs/notifications.md as a user would paste it:
-signature, 5-minute timestamp window, event id; it deduplicates on the event id as the docs
-say. Each test runs real jobs through its own worker (NOTIFY_TIMEOUT_SECONDS=3).
+The receiver (``webhook_receiver.py``) runs the verification snippet of docs/notifications.md:
+signature, 5-minute timestamp window, event id, and deduplicates on the event id. Each test
+runs real jobs through its own worker (NOTIFY_TIMEOUT_SECONDS=3).
 """
 
 from __future__ import annotations
@@ -11,12 +11,8 @@ import json
 import logging
 import re
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,100 +31,18 @@ from tests.activities.test_notifications import (
     smtp_server,
     stack,
 )
+from tests.activities.webhook_receiver import (
+    ACCEPTED,
+    DUPLICATE,
+    FAILED,
+    SECRET,
+    TOKEN,
+    LaterClock,
+    Received,
+    Receiver,
+)
 from tests.conftest import api_client, free_port, make_settings, unique_name
 from workflows.models import NOTIFY_RUN_STATUS
-
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "notifications.md"
-SECRET = "whsec-test-4f1d9a0c7e"
-TOKEN = "hooks/T0KEN-in-the-path-77aa"
-ACCEPTED, DUPLICATE, FAILED = "accepted", "duplicate", "failed (500)"
-
-
-def docs_verifier() -> Callable[..., dict[str, Any]]:
-    """``verify_webhook`` from the docs' Python example, run as written (its own ``time``)."""
-    blocks = re.findall(r"^```python\n(.*?)^```", DOCS.read_text(), re.M | re.S)
-    [snippet] = [block for block in blocks if "def verify_webhook(" in block]
-    namespace: dict[str, Any] = {}
-    exec(compile(snippet, str(DOCS), "exec"), namespace)
-    verify: Callable[..., dict[str, Any]] = namespace["verify_webhook"]
-    return verify
-
-
-@dataclass
-class Received:
-    """One request as it arrived, and what the receiver made of it."""
-
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    at: float
-    verdict: str = ""
-
-
-class Receiver(ThreadingHTTPServer):
-    """A user's webhook endpoint: verifies, answers 401 to what fails, deduplicates."""
-
-    def __init__(self, secret: str) -> None:
-        super().__init__(("127.0.0.1", 0), _ReceiverHandler)
-        self.secret = secret.encode()
-        self.verify = docs_verifier()
-        self.requests: list[Received] = []
-        self.events: list[dict[str, Any]] = []  # handled: verified, and new
-        self.handled: set[str] = set()
-        self.fail_next = 0  # answer 500 (after verifying) this many times
-        self.hang_seconds = 0.0
-        self.release = threading.Event()
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/{TOKEN}"
-
-    def verdicts(self) -> list[str]:
-        return [request.verdict for request in self.requests]
-
-
-class _ReceiverHandler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        receiver = self.server
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        request = Received(self.path, dict(self.headers.items()), body, time.time())
-        with receiver.lock:
-            receiver.requests.append(request)
-        if receiver.hang_seconds and receiver.release.wait(receiver.hang_seconds):
-            return  # the test is over
-        try:
-            event = receiver.verify(receiver.secret, self.headers, body)
-        except ValueError as err:
-            request.verdict = str(err)
-            self._answer(401, b"")
-            return
-        with receiver.lock:
-            if receiver.fail_next:
-                receiver.fail_next -= 1
-                request.verdict = FAILED
-            elif event["event_id"] in receiver.handled:
-                request.verdict = DUPLICATE
-            else:
-                receiver.handled.add(event["event_id"])
-                receiver.events.append(event)
-                request.verdict = ACCEPTED
-        if request.verdict == FAILED:
-            # Echo what was asked for, as some servers do: it must not reach our records.
-            self._answer(500, f"cannot handle {self.path} now".encode())
-        else:
-            self._answer(200, b"")
-
-    def _answer(self, status: int, payload: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture
@@ -239,7 +153,7 @@ async def test_runs_deliver_signed_events_the_receiver_verifies(
     tampered = first.body.replace(b'"status":"completed"', b'"status":"failed"')
     assert tampered != first.body
     assert await replay(receiver, first, tampered) == 401
-    receiver.verify.__globals__["time"] = _Clock(offset=5 * 60 + 1)
+    receiver.verify.__globals__["time"] = LaterClock(offset=5 * 60 + 1)
     assert await replay(receiver, first) == 401
     assert receiver.verdicts()[3:] == [
         DUPLICATE,
@@ -247,16 +161,6 @@ async def test_runs_deliver_signed_events_the_receiver_verifies(
         "timestamp outside the 5-minute window: a replay?",
     ]
     assert len(receiver.events) == 3
-
-
-class _Clock:
-    """Stands in for the ``time`` module of the docs' snippet: the receiver's clock, later."""
-
-    def __init__(self, offset: float) -> None:
-        self.offset = offset
-
-    def time(self) -> float:
-        return time.time() + self.offset
 
 
 async def test_a_receiver_with_another_secret_refuses_the_event(
