@@ -19,6 +19,10 @@ from types import FrameType
 from urllib.parse import urlsplit
 
 from core.settings import Settings
+
+# Imported before Settings() is read: the registry adds the channels' checks to it, so bad
+# notification settings stop `make run` at once, as they would stop the API and the worker.
+from notifications.registry import configured_channels
 from workflows.models import SEARCH_ATTRIBUTE_NAMES
 
 log = logging.getLogger("devstack")
@@ -120,6 +124,8 @@ def _supervise(settings: Settings, children: Children) -> int:
     log.info("API:         %s", api_url)
     log.info("API docs:    %s/docs", api_url)
     log.info("Temporal UI: %s", settings.temporal_ui_url)
+    channels = [channel.name for channel in configured_channels(settings)]
+    log.info("Notify via:  %s", ", ".join(channels) or "nothing (no channel configured)")
     log.info("Press Ctrl-C to stop.")
 
     restarts = {name: _Restarts() for name in commands}

@@ -1,15 +1,17 @@
-"""The activity that tells people about a run's status changes (Slack, email).
+"""The activity that tells people about a run's status changes (every configured channel).
 
 The workflow bounds this activity's total time (``NOTIFY_TIMEOUT_SECONDS``) and ignores its
-failure, so an outage of Slack or mail never changes a run's outcome. Within that bound a
-failed channel is retried by Temporal; channels already recorded as sent are skipped.
+failure, so an outage of Slack, mail or a webhook's receiver never changes a run's outcome.
+Within that bound a failed channel is retried by Temporal; channels already recorded as sent
+are skipped. A channel whose receiver refused the message for good (a webhook's 4xx) is
+recorded as failed without asking for a retry.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,10 +20,10 @@ from temporalio.exceptions import ApplicationError
 
 from core.settings import Settings
 from jobs.fields import NotificationSettings
-from notifications import DeliveryFailed, redact
-from notifications.email import EmailChannel
+from notifications import DeliveryFailed
+from notifications.base import Channel
 from notifications.messages import RunFacts, describe_progress, split_error
-from notifications.slack import SlackChannel
+from notifications.registry import configured_channels, redact
 from store import jobs as job_store
 from store import runs as run_store
 from store.deliveries import DeliveryStatus, already_sent, record_delivery
@@ -33,25 +35,26 @@ NOTIFICATION_FAILED = "NotificationFailed"
 _SHARE_OF_TIME_LEFT = 0.8
 _MIN_SEND_SECONDS = 0.5
 
-Send = Callable[[RunFacts, float], Awaitable[str | None]]
+# What became of one channel's delivery: taken, worth another try, or refused for good.
+Outcome = Literal["sent", "retry", "refused"]
 
 
 class NotifyActivities:
-    """Holds the worker's session factory and notification settings."""
+    """Holds the worker's session factory, its settings and the channels they turn on."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self._sessions = sessions
         self._settings = settings
-        self._slack = SlackChannel.configured(settings)
-        self._email = EmailChannel.configured(settings)
+        self._channels = configured_channels(settings)
 
     @activity.defn(name=NOTIFY_RUN_STATUS)
     async def notify_run_status(self, update: RunStatusUpdate) -> None:
         """Send the transition to every configured channel that wants it, once per channel.
 
         Raises:
-            ApplicationError: Some channel failed; Temporal retries the activity, which then
-                sends only to the channels not yet recorded as sent.
+            ApplicationError: Some channel failed in a way another try may mend; Temporal
+                retries the activity, which then sends only to the channels not yet recorded
+                as sent.
         """
         async with self._sessions() as session:
             job = await job_store.find_job(session, update.job_id)
@@ -61,58 +64,48 @@ class NotifyActivities:
             return
         prefs = _job_preferences(job)
         events = prefs.events if prefs.events is not None else self._settings.notify_on
-        if update.status not in events:
-            return
-        sends = self._sends(prefs)
-        if not sends:
+        if update.status not in events or not self._channels:
             return
         facts = build_facts(update, job, run, self._settings)
         budget = self._send_budget()
+        routing = prefs.model_dump()
         outcomes = await asyncio.gather(
-            *(self._deliver(job.job_id, facts, channel, send, budget) for channel, send in sends)
+            *(
+                self._deliver(job.job_id, facts, channel, routing, budget)
+                for channel in self._channels
+            )
         )
-        failed = [channel for channel, ok in zip(sends, outcomes, strict=True) if not ok]
+        failed = [
+            channel.name
+            for channel, outcome in zip(self._channels, outcomes, strict=True)
+            if outcome == "retry"
+        ]
         if failed:
-            names = ", ".join(name for name, _ in failed)
             raise ApplicationError(
-                f"{facts.event} of run {facts.run_id} not delivered to {names}",
+                f"{facts.event} of run {facts.run_id} not delivered to {', '.join(failed)}",
                 type=NOTIFICATION_FAILED,
             )
 
-    def _sends(self, prefs: NotificationSettings) -> list[tuple[str, Send]]:
-        """The channels that apply, each with its target resolved for this job."""
-        sends: list[tuple[str, Send]] = []
-        slack, email = self._slack, self._email
-        if slack is not None:
-            target = slack.target(prefs.slack_channel)
-
-            async def to_slack(facts: RunFacts, timeout: float) -> str | None:
-                await slack.send(facts, target, timeout)
-                return None
-
-            sends.append((slack.name, to_slack))
-        if email is not None:
-            recipients = email.recipients(prefs.email_to)
-            if recipients:
-
-                async def to_email(facts: RunFacts, timeout: float) -> str | None:
-                    return await email.send(facts, recipients, timeout)
-
-                sends.append((email.name, to_email))
-        return sends
-
     async def _deliver(
-        self, job_id: str, facts: RunFacts, channel: str, send: Send, budget: float
-    ) -> bool:
-        """Send on one channel unless already sent; record the outcome. True when sent."""
+        self,
+        job_id: str,
+        facts: RunFacts,
+        channel: Channel[Any],
+        routing: dict[str, Any],
+        budget: float,
+    ) -> Outcome:
+        """Send on one channel unless already sent; record the outcome."""
         async with self._sessions() as session:
-            if await already_sent(session, facts.run_id, facts.event, channel):
-                return True
+            if await already_sent(session, facts.run_id, facts.event, channel.name):
+                return "sent"
+        outcome: Outcome = "retry"
         try:
+            options = channel.job_options_model.model_validate(routing)
             # The clients have socket timeouts too; this bounds the whole exchange.
-            note = await asyncio.wait_for(send(facts, budget), timeout=budget)
+            note = await asyncio.wait_for(channel.send(facts, options, budget), timeout=budget)
         except DeliveryFailed as err:
             detail: str | None = redact(err.reason, self._settings)
+            outcome = "retry" if err.retryable else "refused"
         except TimeoutError:
             detail = f"timed out after {budget:.1f} s without an answer"
         except Exception as err:
@@ -120,14 +113,19 @@ class NotifyActivities:
             detail = redact(f"unexpected {type(err).__name__}: {err}", self._settings)
         else:
             note = redact(note, self._settings) if note else None
-            await self._record(job_id, facts, channel, "sent", note)
-            activity.logger.info("%s of run %s sent to %s", facts.event, facts.run_id, channel)
-            return True
-        await self._record(job_id, facts, channel, "failed", detail)
+            await self._record(job_id, facts, channel.name, "sent", note)
+            activity.logger.info("%s of run %s sent to %s", facts.event, facts.run_id, channel.name)
+            return "sent"
+        await self._record(job_id, facts, channel.name, "failed", detail)
         activity.logger.warning(
-            "%s of run %s not sent to %s: %s", facts.event, facts.run_id, channel, detail
+            "%s of run %s not sent to %s%s: %s",
+            facts.event,
+            facts.run_id,
+            channel.name,
+            "" if outcome == "retry" else " (refused; not retried)",
+            detail,
         )
-        return False
+        return outcome
 
     async def _record(
         self,
@@ -186,4 +184,6 @@ def build_facts(update: RunStatusUpdate, job: Job, run: Run, settings: Settings)
         log_lines=log_lines if update.status in ("retrying", "failed") else None,
         progress=describe_progress(run.progress) if update.status == "completed" else None,
         run_url=settings.run_ui_url(update.run_id),
+        occurred_at=update.at,
+        started_at=run.started_at,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -25,8 +25,7 @@ from cli.render import (
     outcome_text,
     show_job,
 )
-
-DEFAULT_URL = "http://localhost:8000"
+from cli.target import DEFAULT_URL, StackFileError, Target, resolve_target
 
 # Locals are never shown in tracebacks: they would include the API key.
 app = typer.Typer(
@@ -39,14 +38,6 @@ jobs_app = typer.Typer(no_args_is_help=True, help="Create, inspect and steer tra
 app.add_typer(jobs_app, name="jobs")
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where the API is and how to authenticate; set by the global options."""
-
-    url: str
-    api_key: str | None
-
-
 JobIdArg = Annotated[
     str, typer.Argument(metavar="JOB_ID", help="The job's id, e.g. train-a1b2c3d4.")
 ]
@@ -57,21 +48,35 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON resp
 def main(
     ctx: typer.Context,
     url: Annotated[
-        str, typer.Option(envvar="ORCHESTRATOR_URL", help="Base URL of the orchestrator API.")
-    ] = DEFAULT_URL,
+        str | None,
+        typer.Option(
+            envvar="ORCHESTRATOR_URL",
+            help="Base URL of the orchestrator API.",
+            show_default=f"API_HOST and API_PORT of ./.env, else {DEFAULT_URL}",
+        ),
+    ] = None,
     api_key: Annotated[
         str | None,
         typer.Option(
             envvar="ORCHESTRATOR_API_KEY",
-            help="API key, sent as X-API-Key (needed when the API has auth on).",
+            help=(
+                "API key, sent as X-API-Key (needed when the API has auth on); without --url, "
+                "API_KEY of ./.env."
+            ),
             show_default=False,
         ),
     ] = None,
 ) -> None:
-    """Command-line client of the training orchestrator's REST API."""
-    if not url.startswith(("http://", "https://")):
+    """Command-line client of the training orchestrator's REST API.
+
+    Without --url or ORCHESTRATOR_URL it talks to the stack that ./.env describes.
+    """
+    if url is not None and not url.startswith(("http://", "https://")):
         raise typer.BadParameter("must start with http:// or https://", param_hint="'--url'")
-    ctx.obj = Target(url=url, api_key=api_key or None)
+    try:
+        ctx.obj = resolve_target(url, api_key, Path.cwd())
+    except StackFileError as err:
+        raise typer.BadParameter(str(err), param_hint="'--url'") from None
 
 
 @contextmanager

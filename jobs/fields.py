@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from jobs.cron import validate_cron
+from notifications.registry import ChannelJobOptions
 from workflows.models import NotifyEvent
 
 JobName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
@@ -109,24 +110,16 @@ class Resources(BaseModel):
     ) = None
 
 
-_EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+class NotificationSettings(ChannelJobOptions):
+    """Per-job routing of notifications; secrets never go here (they are worker settings).
 
-
-class NotificationSettings(BaseModel):
-    """Per-job routing of notifications; secrets never go here (they are worker settings)."""
+    Besides ``events``, its fields are the channels' own options (``notifications/``); any
+    other field is refused, so a job cannot name where the worker sends (no webhook URL).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     events: list[NotifyEvent] | None = None
-    slack_channel: (
-        Annotated[
-            str, StringConstraints(strip_whitespace=True, pattern=r"^[#@]?[A-Za-z0-9._-]{1,80}$")
-        ]
-        | None
-    ) = None
-    email_to: (
-        list[Annotated[str, StringConstraints(strip_whitespace=True, pattern=_EMAIL)]] | None
-    ) = None
 
 
 def _check_timezone(name: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.errors import InvalidInput
 from core.settings import Settings
 from jobs.fields import NotificationSettings
+from notifications.registry import job_option_problems
 
 
 def validate_job_notifications(
@@ -17,23 +18,12 @@ def validate_job_notifications(
         notifications: The job's ``notifications`` field as sent by the client.
 
     Raises:
-        InvalidInput: A per-job Slack channel without a bot token (an incoming webhook posts
-            only to its own channel), or per-job email recipients without SMTP.
+        InvalidInput: Some channel cannot carry out its options, e.g. a per-job Slack channel
+            without a bot token (an incoming webhook posts only to its own channel), or
+            per-job email recipients without SMTP.
     """
     if notifications is None:
         return
-    if notifications.slack_channel and not settings.slack_bot_token:
-        if settings.slack_webhook_url:
-            raise InvalidInput(
-                "notifications.slack_channel: this server posts to Slack through an incoming "
-                "webhook (SLACK_WEBHOOK_URL), which always posts to its own channel; a per-job "
-                "channel needs SLACK_BOT_TOKEN"
-            )
-        raise InvalidInput(
-            "notifications.slack_channel: Slack is not configured on this server "
-            "(a per-job channel needs SLACK_BOT_TOKEN)"
-        )
-    if notifications.email_to and not settings.smtp_host:
-        raise InvalidInput(
-            "notifications.email_to: email is not configured on this server (SMTP_HOST)"
-        )
+    problems = job_option_problems(settings, notifications.model_dump())
+    if problems:
+        raise InvalidInput("; ".join(problems))

@@ -9,37 +9,88 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import SecretStr, StringConstraints
 
 from core.settings import Settings
 from notifications import DeliveryFailed
+from notifications.base import ChannelSettings, JobOptions
 from notifications.messages import RunFacts
 
 _NOT_ATEXT = re.compile(r"[^A-Za-z0-9.-]")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class EmailSettings(ChannelSettings):
+    """SMTP_*: the mail server, the login, the sender and the default recipients."""
+
+    smtp_host: str | None
+    smtp_port: int
+    smtp_username: str | None
+    smtp_password: SecretStr | None
+    smtp_from: str | None
+    smtp_to: list[str]
+    smtp_security: Literal["starttls", "ssl", "none"]
+
+    def problems(self) -> list[str]:
+        problems = []
+        if self.smtp_host and not (self.smtp_from and self.smtp_to):
+            problems.append("SMTP_HOST needs SMTP_FROM and SMTP_TO")
+        if not self.smtp_host and (self.smtp_from or self.smtp_to or self.smtp_username):
+            problems.append("SMTP_FROM, SMTP_TO and SMTP_USERNAME need SMTP_HOST")
+        if bool(self.smtp_username) != bool(self.smtp_password):
+            problems.append("SMTP_USERNAME and SMTP_PASSWORD go together")
+        addresses = [self.smtp_from or "", *self.smtp_to]
+        bad = [address for address in addresses if address and not _EMAIL.match(address)]
+        if bad:
+            problems.append(f"not an email address in SMTP_FROM/SMTP_TO: {', '.join(bad)}")
+        return problems
+
+
+class EmailJobOptions(JobOptions):
+    """A job's own recipients, which replace SMTP_TO."""
+
+    email_to: (
+        list[Annotated[str, StringConstraints(strip_whitespace=True, pattern=_EMAIL.pattern)]]
+        | None
+    ) = None
+
+    def problems(self, settings: Settings) -> list[str]:
+        if self.email_to and not EmailSettings.of(settings).smtp_host:
+            return ["notifications.email_to: email is not configured on this server (SMTP_HOST)"]
+        return []
 
 
 class EmailChannel:
     """Mails run transitions to the job's recipients, or to SMTP_TO."""
 
-    name = "email"
+    name: ClassVar[str] = "email"
+    settings_model: ClassVar[type[ChannelSettings]] = EmailSettings
+    job_options_model: ClassVar[type[JobOptions]] = EmailJobOptions
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: EmailSettings) -> None:
         self._settings = settings
 
     @classmethod
     def configured(cls, settings: Settings) -> EmailChannel | None:
         """The channel when SMTP is configured, else None."""
-        return cls(settings) if settings.smtp_host else None
+        email = EmailSettings.of(settings)
+        return cls(email) if email.smtp_host else None
 
     def recipients(self, job_recipients: list[str] | None) -> list[str]:
         """A job's own recipients replace SMTP_TO."""
         return list(job_recipients or self._settings.smtp_to)
 
-    async def send(self, facts: RunFacts, recipients: list[str], timeout: float) -> str | None:
+    async def send(
+        self, facts: RunFacts, job_options: EmailJobOptions, timeout: float
+    ) -> str | None:
         """Send one message; returns a note on partly refused recipients, if any.
 
         Raises:
             DeliveryFailed: The server could not be reached or refused the message.
         """
+        recipients = self.recipients(job_options.email_to)
         message = build_message(facts, self._settings.smtp_from or "", recipients)
         return await asyncio.to_thread(self._send, message, recipients, timeout)
 

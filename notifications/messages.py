@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 # How workflows/training.py joins an attempt's last log lines to its error message.
@@ -36,6 +36,8 @@ class RunFacts:
     log_lines: str | None
     progress: str | None
     run_url: str
+    occurred_at: datetime
+    started_at: datetime
 
     @property
     def event(self) -> str:

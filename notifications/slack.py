@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
+from pydantic import SecretStr, StringConstraints
 from slack_sdk import WebClient, WebhookClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from core.settings import Settings
 from notifications import DeliveryFailed
+from notifications.base import ChannelSettings, JobOptions, is_http_url, url_secrets
 from notifications.messages import STATUS_EMOJI, RunFacts
 
 # The SDK logs request URLs (a webhook URL is a secret) at DEBUG on its own loggers whenever
@@ -26,19 +28,76 @@ _sdk_logger.setLevel(logging.WARNING)
 _SECTION_LIMIT = 2900  # Slack refuses section text over 3000 characters.
 
 
+class SlackSettings(ChannelSettings):
+    """SLACK_*: an incoming webhook, or a bot token with a default channel."""
+
+    slack_webhook_url: SecretStr | None
+    slack_bot_token: SecretStr | None
+    slack_channel: str | None
+    slack_api_url: str
+
+    def problems(self) -> list[str]:
+        problems = []
+        if self.slack_webhook_url and self.slack_bot_token:
+            problems.append("set SLACK_WEBHOOK_URL or SLACK_BOT_TOKEN, not both")
+        if self.slack_bot_token and not self.slack_channel:
+            problems.append("SLACK_BOT_TOKEN needs SLACK_CHANNEL (the default channel)")
+        if self.slack_channel and not self.slack_bot_token:
+            problems.append("SLACK_CHANNEL is used only with SLACK_BOT_TOKEN")
+        if self.slack_webhook_url and not is_http_url(self.slack_webhook_url.get_secret_value()):
+            problems.append("SLACK_WEBHOOK_URL must be an http(s) URL")
+        if not is_http_url(self.slack_api_url):
+            problems.append("SLACK_API_URL must be an http(s) URL")
+        return problems
+
+    def secrets(self) -> list[str]:
+        # The path of a webhook URL is its secret part, and servers may echo it alone.
+        hook = self.slack_webhook_url
+        return super().secrets() + (url_secrets(hook.get_secret_value()) if hook else [])
+
+
+class SlackJobOptions(JobOptions):
+    """A job's own Slack channel, which replaces SLACK_CHANNEL (bot token only)."""
+
+    slack_channel: (
+        Annotated[
+            str, StringConstraints(strip_whitespace=True, pattern=r"^[#@]?[A-Za-z0-9._-]{1,80}$")
+        ]
+        | None
+    ) = None
+
+    def problems(self, settings: Settings) -> list[str]:
+        slack = SlackSettings.of(settings)
+        if not self.slack_channel or slack.slack_bot_token:
+            return []
+        if slack.slack_webhook_url:
+            return [
+                "notifications.slack_channel: this server posts to Slack through an incoming "
+                "webhook (SLACK_WEBHOOK_URL), which always posts to its own channel; a per-job "
+                "channel needs SLACK_BOT_TOKEN"
+            ]
+        return [
+            "notifications.slack_channel: Slack is not configured on this server "
+            "(a per-job channel needs SLACK_BOT_TOKEN)"
+        ]
+
+
 class SlackChannel:
     """Posts run transitions to Slack, by webhook or by bot token, as configured."""
 
-    name = "slack"
+    name: ClassVar[str] = "slack"
+    settings_model: ClassVar[type[ChannelSettings]] = SlackSettings
+    job_options_model: ClassVar[type[JobOptions]] = SlackJobOptions
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: SlackSettings) -> None:
         self._settings = settings
 
     @classmethod
     def configured(cls, settings: Settings) -> SlackChannel | None:
         """The channel when Slack is configured, else None."""
-        if settings.slack_webhook_url or settings.slack_bot_token:
-            return cls(settings)
+        slack = SlackSettings.of(settings)
+        if slack.slack_webhook_url or slack.slack_bot_token:
+            return cls(slack)
         return None
 
     def target(self, job_channel: str | None) -> str | None:
@@ -47,11 +106,15 @@ class SlackChannel:
             return None
         return job_channel or self._settings.slack_channel
 
-    async def send(self, facts: RunFacts, target: str | None, timeout: float) -> None:
+    async def send(
+        self, facts: RunFacts, job_options: SlackJobOptions, timeout: float
+    ) -> str | None:
         """Post one message; raises DeliveryFailed with a reason safe to show."""
         text = escape(facts.plain_text())
         blocks = build_blocks(facts)
+        target = self.target(job_options.slack_channel)
         await asyncio.to_thread(self._post, text, blocks, target, timeout)
+        return None
 
     def _post(
         self, text: str, blocks: list[dict[str, Any]], target: str | None, timeout: float
@@ -78,7 +141,7 @@ def _post_to_webhook(url: str, text: str, blocks: list[dict[str, Any]], seconds:
 
 
 def _post_with_bot(
-    settings: Settings, text: str, blocks: list[dict[str, Any]], channel: str, seconds: int
+    settings: SlackSettings, text: str, blocks: list[dict[str, Any]], channel: str, seconds: int
 ) -> None:
     assert settings.slack_bot_token is not None
     base_url = settings.slack_api_url.rstrip("/") + "/"

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from core.settings import Settings
+from notifications.registry import configured_channels
 from workflows.models import SEARCH_ATTRIBUTE_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,3 +174,19 @@ def test_images_are_pinned() -> None:
     for name, service in _config()["services"].items():
         image = service["image"]
         assert ":" in image and not image.endswith(":latest"), (name, image)
+
+
+def test_api_and_worker_get_every_notification_channel_off_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("orchestrator", "worker"):
+        environment = _service(name)["environment"]
+        for variable in ("SLACK_WEBHOOK_URL", "SMTP_HOST", "WEBHOOK_URL", "WEBHOOK_SECRET"):
+            assert variable in environment, (name, variable)
+            assert not environment[variable], (name, variable)
+        # What the process makes of them: valid settings, with no channel turned on.
+        for variable, value in environment.items():
+            monkeypatch.setenv(variable, value or "")
+        settings = Settings(_env_file=None)
+        assert settings.webhook_url is None and settings.webhook_secret is None
+        assert configured_channels(settings) == [], name

@@ -11,17 +11,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import tempfile
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from core.settings import Settings
-from tests.conftest import free_port, live_server, unique_name
+from tests.cli.conftest import API_KEY
+from tests.conftest import free_port, unique_name
 
 ORCHESTRATOR = str(Path(sys.executable).parent / "orchestrator")
-API_KEY = "k"
 
 # Five PROGRESS reports, a line before and one after: what `watch` and `logs` must show.
 TRAINER_SCRIPT = (
@@ -33,32 +30,28 @@ TRAINER_SCRIPT = (
 )
 
 
-@pytest.fixture(scope="module")
-async def auth_url(settings: Settings, worker: None) -> AsyncIterator[str]:
-    secured = Settings.model_validate(
-        {**settings.model_dump(), "enable_api_auth": True, "api_key": API_KEY}
-    )
-    async with live_server(secured) as url:
-        yield url
-
-
 async def orchestrator(
-    *args: str, url: str | None = None, env: dict[str, str] | None = None
+    *args: str, url: str | None = None, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the console script; in a thread, because the live server shares this event loop."""
+    """Run the console script; in a thread, because the live server shares this event loop.
+
+    It runs in ``cwd``, or in an empty directory: a developer's own ``.env`` must not count.
+    """
     # The developer's own ORCHESTRATOR_* settings must not leak into the tests.
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
     environ.update(env or {})
     argv = [ORCHESTRATOR, *(["--url", url] if url else []), *args]
-    return await asyncio.to_thread(
-        subprocess.run,
-        argv,
-        capture_output=True,
-        text=True,
-        env=environ,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
+    with tempfile.TemporaryDirectory() as empty:
+        return await asyncio.to_thread(
+            subprocess.run,
+            argv,
+            capture_output=True,
+            text=True,
+            env=environ,
+            cwd=cwd or empty,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
 
 
 async def get_json(url: str, job_id: str) -> dict[str, Any]:
