@@ -1,0 +1,129 @@
+"""``GET /jobs/{job_id}/runs/{run_id}/metrics`` for runs of the real worker, the name filter of
+``GET /jobs``, and the history going with its job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from core.settings import Settings
+from store.db import create_engine
+from store.models import MetricHistory, MetricPoint
+from tests.conftest import unique_name, wait_for_status
+
+
+def progress_trainer(steps: int, pause: float = 0.05) -> list[str]:
+    """A busybox trainer that reports ``steps`` steps of ``loss`` (1000 / step) and ``acc``."""
+    report = (
+        '{\\"step\\": $i, \\"total\\": TOTAL, '
+        '\\"metrics\\": {\\"loss\\": $((1000 / i)), \\"acc\\": $((i * 4))}}'
+    )
+    line = 'echo "PROGRESS ' + report.replace("TOTAL", str(steps)) + '"'
+    loop = f"i=1; while [ $i -le {steps} ]; do {line}; i=$((i + 1)); sleep {pause}; done"
+    return ["sh", "-c", f'echo "starting"; {loop}; echo "trained"']
+
+
+async def run_trainer(api: httpx.AsyncClient, image: str, steps: int) -> dict[str, Any]:
+    """Create a one-off job with the trainer and wait until its run completed."""
+    created = await api.post(
+        "/jobs",
+        json={"name": unique_name("curves"), "image": image, "command": progress_trainer(steps)},
+    )
+    assert created.status_code == 201, created.text
+    job = await wait_for_status(api, created.json()["job_id"], {"completed", "failed"})
+    assert job["status"] == "completed", job
+    return job
+
+
+async def stored_points(settings: Settings, run_id: str) -> tuple[int, int]:
+    engine = create_engine(settings.sqlalchemy_url)
+    try:
+        async with engine.connect() as connection:
+            points = await connection.scalar(
+                select(func.count()).select_from(MetricPoint).where(MetricPoint.run_id == run_id)
+            )
+            histories = await connection.scalar(
+                select(func.count())
+                .select_from(MetricHistory)
+                .where(MetricHistory.run_id == run_id)
+            )
+    finally:
+        await engine.dispose()
+    return int(points or 0), int(histories or 0)
+
+
+async def test_a_runs_metrics_are_its_reports_by_step_until_the_job_is_deleted(
+    api: httpx.AsyncClient, busybox_image: str, settings: Settings
+) -> None:
+    job = await run_trainer(api, busybox_image, 25)
+    job_id, run_id = job["job_id"], job["latest_run_id"]
+
+    response = await api.get(f"/jobs/{job_id}/runs/{run_id}/metrics")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["job_id"], body["run_id"]) == (job_id, run_id)
+    assert body["ignored_values"] == 0
+    assert (body["max_points_per_metric"], body["max_metrics"]) == (2000, 50)
+    series = {entry["name"]: entry for entry in body["series"]}
+    assert sorted(series) == ["acc", "loss"]
+    loss = series["loss"]
+    assert loss["steps"] == list(range(1, 26))
+    assert loss["values"] == [float(1000 // step) for step in range(1, 26)]
+    assert len(loss["times"]) == 25 and loss["times"] == sorted(loss["times"])
+    assert series["acc"]["values"][-1] == 100.0
+    # The latest report is still the job's progress.
+    assert job["progress"]["step"] == 25 and job["progress"]["metrics"]["loss"] == 40.0
+    assert await stored_points(settings, run_id) == (50, 1)
+
+    unknown = await api.get(f"/jobs/{job_id}/runs/{job_id}-no-such-run/metrics")
+    assert unknown.status_code == 404
+    assert unknown.json()["error_type"] == "RunNotFound"
+    assert (await api.get(f"/jobs/train-00000000/runs/{run_id}/metrics")).status_code == 404
+
+    assert (await api.delete(f"/jobs/{job_id}")).status_code == 204
+    gone = await api.get(f"/jobs/{job_id}/runs/{run_id}/metrics")
+    assert gone.status_code == 404
+    assert gone.json()["error_type"] == "JobNotFound"
+    assert await stored_points(settings, run_id) == (0, 0)
+
+
+async def test_a_run_without_reports_has_no_series(
+    api: httpx.AsyncClient, busybox_image: str
+) -> None:
+    created = await api.post(
+        "/jobs",
+        json={"name": unique_name("quiet"), "image": busybox_image, "command": ["true"]},
+    )
+    job = await wait_for_status(api, created.json()["job_id"], {"completed", "failed"})
+    response = await api.get(f"/jobs/{job['job_id']}/runs/{job['latest_run_id']}/metrics")
+    assert response.status_code == 200
+    assert response.json()["series"] == []
+
+
+async def test_jobs_are_found_by_part_of_their_name_in_any_case(api: httpx.AsyncClient) -> None:
+    marker = unique_name("Search")
+    names = [f"{marker}-ResNet", f"{marker}-bert", f"{marker}-resnet_50%"]
+    for name in names:
+        body = {"name": name, "image": "trainer:1", "command": ["true"], "schedule": "0 2 * * *"}
+        assert (await api.post("/jobs", json=body)).status_code == 201
+
+    async def found(**params: Any) -> list[str]:
+        response = await api.get("/jobs", params=params)
+        assert response.status_code == 200, response.text
+        assert response.json()["total"] == len(response.json()["jobs"])
+        return sorted(job["name"] for job in response.json()["jobs"])
+
+    assert await found(name=f"{marker.lower()}-resnet") == sorted([names[0], names[2]])
+    assert await found(name=marker.upper()) == sorted(names)
+    # LIKE's wildcards are plain characters here.
+    assert await found(name=f"{marker}-resnet_50%") == [names[2]]
+    assert await found(name=f"{marker}%") == []
+    # With the guide's parameters alongside.
+    assert await found(name=marker, status_filter="pending", page=1, page_size=10) == sorted(names)
+    assert await found(name=marker, status_filter="completed") == []
+    too_long = await api.get("/jobs", params={"name": "x" * 256})
+    assert too_long.status_code == 400
+    for job in (await api.get("/jobs", params={"name": marker})).json()["jobs"]:
+        assert (await api.delete(f"/jobs/{job['job_id']}")).status_code == 204
