@@ -25,14 +25,24 @@ def progress_trainer(steps: int, pause: float = 0.05) -> list[str]:
     return ["sh", "-c", f'echo "starting"; {loop}; echo "trained"']
 
 
-async def run_trainer(api: httpx.AsyncClient, image: str, steps: int) -> dict[str, Any]:
-    """Create a one-off job with the trainer and wait until its run completed."""
-    created = await api.post(
-        "/jobs",
-        json={"name": unique_name("curves"), "image": image, "command": progress_trainer(steps)},
-    )
+async def run_trainer(
+    api: httpx.AsyncClient,
+    image: str,
+    steps: int,
+    *,
+    name: str | None = None,
+    schedule: str | None = None,
+) -> dict[str, Any]:
+    """Create a job with the trainer, run it now (triggered, if it has a schedule) and wait
+    until its run completed."""
+    body = {"name": name or unique_name("curves"), "image": image}
+    body |= {"command": progress_trainer(steps), "schedule": schedule}
+    created = await api.post("/jobs", json=body)
     assert created.status_code == 201, created.text
-    job = await wait_for_status(api, created.json()["job_id"], {"completed", "failed"})
+    job_id = created.json()["job_id"]
+    if schedule is not None:
+        assert (await api.post(f"/jobs/{job_id}/trigger")).status_code == 200
+    job = await wait_for_status(api, job_id, {"completed", "failed"})
     assert job["status"] == "completed", job
     return job
 
