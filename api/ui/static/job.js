@@ -239,6 +239,7 @@
     button.addEventListener("click", () => act(button.dataset.action, button));
   }
   role().then((name) => {
+    document.body.dataset.role = name || "any";
     document.getElementById("controls").hidden = name === "viewer";
   });
 })();
