@@ -6,15 +6,12 @@ Every command is one or a few REST calls. API errors become one line on stderr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Annotated
 
 import typer
 
-from cli import spec
-from cli.client import ApiError, ApiUnreachable, OrchestratorClient
+from cli import curves, spec
+from cli.context import DEFAULT_URL, JobIdArg, JsonOpt, Target, connect
 from cli.follow import watch_until_final, write_logs
 from cli.render import (
     JobStatus,
@@ -26,8 +23,6 @@ from cli.render import (
     show_job,
 )
 
-DEFAULT_URL = "http://localhost:8000"
-
 # Locals are never shown in tracebacks: they would include the API key.
 app = typer.Typer(
     name="orchestrator",
@@ -37,20 +32,7 @@ app = typer.Typer(
 )
 jobs_app = typer.Typer(no_args_is_help=True, help="Create, inspect and steer training jobs.")
 app.add_typer(jobs_app, name="jobs")
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the API is and how to authenticate; set by the global options."""
-
-    url: str
-    api_key: str | None
-
-
-JobIdArg = Annotated[
-    str, typer.Argument(metavar="JOB_ID", help="The job's id, e.g. train-a1b2c3d4.")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON response as is.")]
+app.command("metrics")(curves.show_metrics)
 
 
 @app.callback()
@@ -72,18 +54,6 @@ def main(
     if not url.startswith(("http://", "https://")):
         raise typer.BadParameter("must start with http:// or https://", param_hint="'--url'")
     ctx.obj = Target(url=url, api_key=api_key or None)
-
-
-@contextmanager
-def connect(ctx: typer.Context) -> Iterator[OrchestratorClient]:
-    """A client for the target API; its errors end the command with one line on stderr."""
-    target = ctx.find_object(Target) or Target(DEFAULT_URL, None)
-    try:
-        with OrchestratorClient(target.url, target.api_key) as client:
-            yield client
-    except (ApiError, ApiUnreachable) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
 
 
 @jobs_app.command("create")
