@@ -124,6 +124,16 @@ class AttemptWatcher:
                     ignored=ignored,
                 )
 
+    async def flush_if_due(self) -> None:
+        """Write what waits, if the last write is a second old: a trainer gone quiet after a
+        burst of reports still has its latest ones shown. Failures wait for the next try."""
+        if asyncio.get_running_loop().time() - self._last_write < _PROGRESS_WRITE_INTERVAL:
+            return
+        try:
+            await self.flush_progress()
+        except Exception as err:  # the database is down: the next write carries it all
+            logger.warning("writing progress failed: %s", err)
+
     def start_scan(self) -> None:
         """Scan for settled checkpoints in the background, unless a scan is still going."""
         if self._scanning is None or self._scanning.done():

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from core.settings import Settings
 from store.db import create_engine
 from store.models import MetricHistory, MetricPoint
-from tests.conftest import unique_name, wait_for_status
+from tests.conftest import eventually, unique_name, wait_for_status
 
 
 def progress_trainer(steps: int, pause: float = 0.05) -> list[str]:
@@ -137,3 +137,42 @@ async def test_jobs_are_found_by_part_of_their_name_in_any_case(api: httpx.Async
     assert too_long.status_code == 400
     for job in (await api.get("/jobs", params={"name": marker})).json()["jobs"]:
         assert (await api.delete(f"/jobs/{job['job_id']}")).status_code == 204
+
+
+async def test_a_burst_of_reports_is_bounded_and_written_while_the_trainer_runs(
+    api: httpx.AsyncClient, busybox_image: str
+) -> None:
+    """3,000 reports as fast as the shell prints them, then silence: the history holds at
+    most 2,000 points with the first and the last, written before the trainer ends."""
+    report = '{\\"step\\": $i, \\"metrics\\": {\\"loss\\": $((i % 7)), \\"n\\": $i}}'
+    burst = f'i=1; while [ $i -le 3000 ]; do echo "PROGRESS {report}"; i=$((i + 1)); done'
+    created = await api.post(
+        "/jobs",
+        json={
+            "name": unique_name("burst"),
+            "image": busybox_image,
+            "command": ["sh", "-c", f"{burst}; sleep 120"],
+        },
+    )
+    assert created.status_code == 201, created.text
+    job_id = created.json()["job_id"]
+    try:
+        job = await wait_for_status(api, job_id, {"running"})
+
+        async def written() -> dict[str, Any] | None:
+            response = await api.get(f"/jobs/{job_id}/runs/{job['latest_run_id']}/metrics")
+            assert response.status_code == 200, response.text
+            series = {entry["name"]: entry for entry in response.json()["series"]}
+            n = series.get("n")
+            return series if n and n["steps"][-1] == 3000 else None
+
+        series = await eventually(written, timeout=60)
+        assert (await api.get(f"/jobs/{job_id}")).json()["status"] == "running"
+        for entry in series.values():
+            assert 100 < len(entry["steps"]) <= 2000
+            assert entry["steps"][0] == 1 and entry["steps"][-1] == 3000
+            assert entry["steps"] == sorted(entry["steps"])
+        assert series["n"]["values"][-1] == 3000.0
+        assert {0.0, 6.0} <= set(series["loss"]["values"])
+    finally:
+        await api.post(f"/jobs/{job_id}/cancel")
