@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -29,7 +30,7 @@ from tests.api.selenium_driver import (
     wait_for,
 )
 from tests.api.test_run_metrics import progress_trainer, run_trainer
-from tests.conftest import unique_name, wait_for_status
+from tests.conftest import eventually, unique_name, wait_for_status
 
 
 @pytest.fixture(scope="module")
@@ -121,11 +122,19 @@ def job_page_scenario(url: str, job_id: str) -> None:
         caption = driver.find_element(
             By.CSS_SELECTOR, 'figure.chart[data-metric="loss"] figcaption'
         )
-        assert "25 points" in caption.text and "at step 25" in caption.text
+        # The latest run's numbers, and both runs drawn (the step axis is a series too).
+        assert "25 points, last 60 at step 25" in caption.text
+        wait_for(
+            driver,
+            lambda d: (
+                len(d.find_elements(By.CSS_SELECTOR, 'figure[data-metric="loss"] .u-series')) == 3
+            ),
+            "the earlier run overlaid",
+        )
         assert driver.find_element(By.CSS_SELECTOR, "#summary .badge").text == "completed"
         run = row_of(driver, "#runs tbody tr")
         assert run is not None and "exit 0" in run["cells"]["Attempts"]
-        assert len(driver.find_elements(By.CSS_SELECTOR, "#runs tbody tr")) == 1
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#runs tbody tr")) == 2
         assert "/namespaces/default/workflows/" in run["href"].replace("%2F", "/")
         wait_for(driver, lambda d: "trained" in d.find_element(By.ID, "log").text, "the log")
         assert "0 2 * * *" in driver.find_element(By.ID, "spec").text
@@ -168,7 +177,20 @@ def job_page_scenario(url: str, job_id: str) -> None:
 async def test_the_job_page_charts_a_run_and_pauses_its_schedule(
     dashboard: str, api: httpx.AsyncClient, busybox_image: str
 ) -> None:
-    job = await run_trainer(api, busybox_image, 25, schedule="0 2 * * *")
+    first = await run_trainer(api, busybox_image, 25, schedule="0 2 * * *")
+    # A second run whose loss falls from higher up: drawn over the first one.
+    changed = await api.put(
+        f"/jobs/{first['job_id']}", json={"command": progress_trainer(25, scale=1500)}
+    )
+    assert changed.status_code == 200, changed.text
+    assert (await api.post(f"/jobs/{first['job_id']}/trigger")).status_code == 200
+
+    async def second_run_done() -> dict[str, Any] | None:
+        job: dict[str, Any] = (await api.get(f"/jobs/{first['job_id']}")).json()
+        new_run = job["latest_run_id"] != first["latest_run_id"]
+        return job if new_run and job["status"] == "completed" else None
+
+    job = await eventually(second_run_done, timeout=60)
     async with httpx.AsyncClient() as http:
         page = await http.get(f"{loopback(dashboard)}/ui/jobs/{job['job_id']}")
     assert page.status_code == 200

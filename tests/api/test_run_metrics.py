@@ -14,13 +14,14 @@ from store.models import MetricHistory, MetricPoint
 from tests.conftest import eventually, unique_name, wait_for_status
 
 
-def progress_trainer(steps: int, pause: float = 0.05) -> list[str]:
-    """A busybox trainer that reports ``steps`` steps of ``loss`` (1000 / step) and ``acc``."""
+def progress_trainer(steps: int, pause: float = 0.05, scale: int = 1000) -> list[str]:
+    """A busybox trainer that reports ``steps`` steps of ``loss`` (scale / step) and ``acc``."""
     report = (
         '{\\"step\\": $i, \\"total\\": TOTAL, '
-        '\\"metrics\\": {\\"loss\\": $((1000 / i)), \\"acc\\": $((i * 4))}}'
+        '\\"metrics\\": {\\"loss\\": $((SCALE / i)), \\"acc\\": $((i * 4))}}'
     )
-    line = 'echo "PROGRESS ' + report.replace("TOTAL", str(steps)) + '"'
+    report = report.replace("TOTAL", str(steps)).replace("SCALE", str(scale))
+    line = 'echo "PROGRESS ' + report + '"'
     loop = f"i=1; while [ $i -le {steps} ]; do {line}; i=$((i + 1)); sleep {pause}; done"
     return ["sh", "-c", f'echo "starting"; {loop}; echo "trained"']
 

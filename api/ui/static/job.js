@@ -7,7 +7,7 @@
   const path = `/jobs/${encodeURIComponent(jobId)}`;
   const LOG_LINES = 200;
   const OVERLAID_RUNS = 3;
-  const state = { job: null, runs: [], selected: "", metrics: new Map(), logRun: null, ticks: 0, checkpointsKey: "" };
+  const state = { job: null, runs: [], selected: "", metrics: new Map(), logRun: undefined, ticks: 0, checkpointsKey: "" };
   const runSelect = document.getElementById("run-select");
   const overlay = document.getElementById("overlay");
 
