@@ -20,11 +20,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities import checkpoint_files
+from activities.metric_buffer import MetricBuffer
 from activities.output_log import follow_output
 from core.settings import LogLimits
 from runtimes.base import ContainerRuntime
 from runtimes.trainer_protocol import ProgressReport, parse_checkpoint, parse_progress
-from store import checkpoints
+from store import checkpoints, metric_history
 from store import runs as run_store
 from store.models import utcnow
 
@@ -59,6 +60,8 @@ class AttemptWatcher:
         self._scanned: dict[Path, tuple[int, int]] = {}
         self._recorded: dict[Path, set[tuple[int, int]]] = {}
         self._progress_written: ProgressReport | None = None
+        # Every report's metrics, for the run's history; written with the progress.
+        self._metrics = MetricBuffer()
         self._last_write = 0.0
         # One checkpoint fingerprinted at a time: a file announced and found by a scan at
         # once is hashed by the first, and found in SQL by the second.
@@ -86,6 +89,8 @@ class AttemptWatcher:
     async def _handle(self, line: str) -> None:
         if report := parse_progress(line):
             self.progress = report
+            if report.step is not None and report.metrics:
+                self._metrics.add(report.step, utcnow(), report.metrics)
             loop = asyncio.get_running_loop()
             if loop.time() - self._last_write >= _PROGRESS_WRITE_INTERVAL:
                 await self.flush_progress()
@@ -97,15 +102,37 @@ class AttemptWatcher:
             self._in_background(self._record(path, announced.step), f"recording {path}")
 
     async def flush_progress(self) -> None:
-        """Write the latest progress to SQL if it changed since the last write."""
-        if self.progress is None or self.progress == self._progress_written:
+        """Write the latest progress, if it changed, and the metric points read since the
+        last write to SQL: one batch, however many lines came in between."""
+        changed = self.progress is not None and self.progress != self._progress_written
+        if not changed and not self._metrics:
             return
         self._last_write = asyncio.get_running_loop().time()
-        self._progress_written = self.progress
         async with self._sessions() as session:
-            await run_store.record_progress(
-                session, self._run_id, self.progress.as_dict(), utcnow()
-            )
+            if self.progress is not None and changed:
+                self._progress_written = self.progress
+                await run_store.record_progress(
+                    session, self._run_id, self.progress.as_dict(), utcnow()
+                )
+            if self._metrics:
+                samples, ignored = self._metrics.take()
+                await metric_history.append_samples(
+                    session,
+                    job_id=self._job_id,
+                    run_id=self._run_id,
+                    samples=samples,
+                    ignored=ignored,
+                )
+
+    async def flush_if_due(self) -> None:
+        """Write what waits, if the last write is a second old: a trainer gone quiet after a
+        burst of reports still has its latest ones shown. Failures wait for the next try."""
+        if asyncio.get_running_loop().time() - self._last_write < _PROGRESS_WRITE_INTERVAL:
+            return
+        try:
+            await self.flush_progress()
+        except Exception as err:  # the database is down: the next write carries it all
+            logger.warning("writing progress failed: %s", err)
 
     def start_scan(self) -> None:
         """Scan for settled checkpoints in the background, unless a scan is still going."""

@@ -245,6 +245,7 @@ class TrainingActivities:
             exit_code = await self._runtime.wait(name, self._settings.poll_interval_seconds)
             if exit_code is not None:
                 return exit_code, False
+            await watcher.flush_if_due()
             if loop.time() >= next_scan:
                 # Unannounced checkpoints are recorded as they appear, once they settle; in
                 # the background, as hashing a large one takes longer than a heartbeat timeout.

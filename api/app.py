@@ -17,6 +17,7 @@ from api.errors import install_error_handlers
 from api.log_context import LogContextMiddleware, bind_path_job_id
 from api.metrics import ApiMetrics, HttpMetricsMiddleware
 from api.routes import docs, health, jobs, metrics, runs, schedule, stats
+from api.ui.router import install_ui
 from core.settings import Settings
 from jobs.creation import JobCreator
 from jobs.run_control import RunService
@@ -106,4 +107,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(schedule.router, dependencies=protected)
     app.include_router(stats.router, dependencies=protected)
     app.include_router(metrics.router, dependencies=protected)
+    # The dashboard's pages hold no data; what they show comes from the protected routes.
+    install_ui(app)
     return app

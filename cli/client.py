@@ -107,6 +107,10 @@ class OrchestratorClient:
         except httpx.TransportError as err:
             raise self._unreachable(err) from err
 
+    def run_metrics(self, job_id: str, run_id: str) -> dict[str, Any]:
+        """A run's metric history: one series per name, ordered by step."""
+        return self._json("GET", f"{_job_path(job_id)}/runs/{quote(run_id, safe='')}/metrics")
+
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         return cast(dict[str, Any], self._request(method, path, **kwargs).json())
 

@@ -6,15 +6,13 @@ Every command is one or a few REST calls. API errors become one line on stderr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cli import spec
-from cli.client import ApiError, ApiUnreachable, OrchestratorClient
+from cli import curves, spec
+from cli.context import JobIdArg, JsonOpt, connect
 from cli.follow import watch_until_final, write_logs
 from cli.render import (
     JobStatus,
@@ -25,7 +23,7 @@ from cli.render import (
     outcome_text,
     show_job,
 )
-from cli.target import DEFAULT_URL, StackFileError, Target, resolve_target
+from cli.target import DEFAULT_URL, StackFileError, resolve_target
 
 # Locals are never shown in tracebacks: they would include the API key.
 app = typer.Typer(
@@ -36,12 +34,7 @@ app = typer.Typer(
 )
 jobs_app = typer.Typer(no_args_is_help=True, help="Create, inspect and steer training jobs.")
 app.add_typer(jobs_app, name="jobs")
-
-
-JobIdArg = Annotated[
-    str, typer.Argument(metavar="JOB_ID", help="The job's id, e.g. train-a1b2c3d4.")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON response as is.")]
+app.command("metrics")(curves.show_metrics)
 
 
 @app.callback()
@@ -77,18 +70,6 @@ def main(
         ctx.obj = resolve_target(url, api_key, Path.cwd())
     except StackFileError as err:
         raise typer.BadParameter(str(err), param_hint="'--url'") from None
-
-
-@contextmanager
-def connect(ctx: typer.Context) -> Iterator[OrchestratorClient]:
-    """A client for the target API; its errors end the command with one line on stderr."""
-    target = ctx.find_object(Target) or Target(DEFAULT_URL, None)
-    try:
-        with OrchestratorClient(target.url, target.api_key) as client:
-            yield client
-    except (ApiError, ApiUnreachable) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
 
 
 @jobs_app.command("create")

@@ -194,3 +194,25 @@ class BackfillResponse(BaseModel):
     dry_run: bool
     count: int
     times: list[FiringTime]
+
+
+class MetricSeries(BaseModel):
+    """One metric of a run, ordered by step: ``steps[i]``, ``values[i]`` and ``times[i]``
+    belong together."""
+
+    name: str
+    steps: list[int]
+    values: list[float]
+    times: list[datetime]
+
+
+class RunMetrics(BaseModel):
+    """A run's metric history, from the trainer's PROGRESS reports, within its bounds."""
+
+    job_id: str
+    run_id: str
+    series: list[MetricSeries]
+    # Values of metric names past the run's cap, counted rather than kept.
+    ignored_values: int
+    max_points_per_metric: int
+    max_metrics: int

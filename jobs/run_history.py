@@ -12,11 +12,13 @@ from jobs.responses import (
 from jobs.responses import (
     CheckpointResponse,
     Delivery,
+    MetricSeries,
     RunList,
+    RunMetrics,
     RunResponse,
 )
 from jobs.views import progress_of
-from store import checkpoints
+from store import checkpoints, metric_history
 from store import jobs as job_store
 from store import runs as run_store
 from store.deliveries import deliveries_of_runs
@@ -54,6 +56,31 @@ class RunHistory:
             if run is None or run.job_id != job_id:
                 raise RunNotFound(job_id, run_id)
             return (await self._views(session, [run]))[0]
+
+    async def metrics(self, job_id: str, run_id: str) -> RunMetrics:
+        """The run's metric history: every metric name, its points ordered by step."""
+        async with self._sessions() as session:
+            await job_store.get_job(session, job_id)
+            run = await run_store.find_run(session, run_id)
+            if run is None or run.job_id != job_id:
+                raise RunNotFound(job_id, run_id)
+            found, ignored = await metric_history.history_of(session, run_id)
+        return RunMetrics(
+            job_id=job_id,
+            run_id=run_id,
+            series=[
+                MetricSeries(
+                    name=name,
+                    steps=[sample.step for sample in samples],
+                    values=[sample.value for sample in samples],
+                    times=[sample.at for sample in samples],
+                )
+                for name, samples in sorted(found.items())
+            ],
+            ignored_values=ignored,
+            max_points_per_metric=metric_history.MAX_POINTS_PER_METRIC,
+            max_metrics=metric_history.MAX_METRICS_PER_RUN,
+        )
 
     async def _views(self, session: AsyncSession, runs: list[Run]) -> list[RunResponse]:
         """Responses for runs, with their attempts, checkpoints and deliveries in 3 queries."""

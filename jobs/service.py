@@ -62,10 +62,10 @@ class JobService:
         return response
 
     async def list(
-        self, status: JobStatus | None, page: int, page_size: int
+        self, status: JobStatus | None, page: int, page_size: int, name: str | None = None
     ) -> tuple[list[JobResponse], int]:
         async with self._sessions() as session:
-            rows, total = await job_store.list_jobs(session, status, page, page_size)
+            rows, total = await job_store.list_jobs(session, status, page, page_size, name)
             return await views.job_views(session, rows), total
 
     async def stats(self) -> Stats:

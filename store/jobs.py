@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import JobNotFound
-from store.models import IssuedJobId, Job, Run, utcnow
+from store.models import IssuedJobId, Job, MetricHistory, MetricPoint, Run, utcnow
 from workflows.models import JobStatus
 
 _MAX_ID_DRAWS = 32
@@ -81,14 +81,25 @@ async def name_taken(session: AsyncSession, name: str, *, except_job: str | None
 
 
 async def list_jobs(
-    session: AsyncSession, status: JobStatus | None, page: int, page_size: int
+    session: AsyncSession,
+    status: JobStatus | None,
+    page: int,
+    page_size: int,
+    name: str | None = None,
 ) -> tuple[Sequence[Job], int]:
-    """One page of jobs, newest first, and the total matching the filter."""
+    """One page of jobs, newest first, and the total matching the filters.
+
+    ``name`` matches anywhere in the name, ignoring case (``%`` and ``_`` match themselves).
+    """
     query = select(Job)
     count = select(func.count()).select_from(Job)
     if status is not None:
         query = query.where(Job.status == status.value)
         count = count.where(Job.status == status.value)
+    if name:
+        matches = func.lower(Job.name).contains(name.lower(), autoescape=True)
+        query = query.where(matches)
+        count = count.where(matches)
     query = query.order_by(Job.created_at.desc(), Job.job_id.desc())
     rows = await session.scalars(query.offset((page - 1) * page_size).limit(page_size))
     total = await session.scalar(count)
@@ -116,5 +127,10 @@ async def count_schedule_states(session: AsyncSession) -> tuple[int, int]:
 
 
 async def delete_job_rows(session: AsyncSession, job_id: str) -> None:
+    # The foreign keys cascade too; deleting the metric history first, by the job's runs,
+    # does not depend on the connection enforcing them.
+    runs_of_job = select(Run.run_id).where(Run.job_id == job_id)
+    await session.execute(delete(MetricPoint).where(MetricPoint.run_id.in_(runs_of_job)))
+    await session.execute(delete(MetricHistory).where(MetricHistory.job_id == job_id))
     await session.execute(delete(Run).where(Run.job_id == job_id))
     await session.execute(delete(Job).where(Job.job_id == job_id))

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -156,6 +157,38 @@ class Checkpoint(Base):
         UniqueConstraint("job_id", "path", "sha256", name="uq_checkpoints_job_path_sha"),
         Index("ix_checkpoints_job_id_step", "job_id", "step"),
     )
+
+
+class MetricHistory(Base):
+    """What a run's metric history holds: points per metric name, and values turned away."""
+
+    __tablename__ = "metric_histories"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.job_id", ondelete="CASCADE"))
+    # {metric name: points stored}: read at every write, so no write counts rows.
+    series: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    # Values of names beyond the run's cap on metric names.
+    ignored_values: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_metric_histories_job_id", "job_id"),)
+
+
+class MetricPoint(Base):
+    """One value of one metric at one step of a run (a later report of the step replaces it)."""
+
+    __tablename__ = "metric_points"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    step: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime]
+    value: Mapped[float] = mapped_column(Float)
 
 
 class NotificationDelivery(Base):

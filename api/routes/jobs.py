@@ -27,9 +27,13 @@ async def list_jobs(
     status_filter: JobStatus | None = None,
     page: Annotated[int, Query(ge=1)] = 1,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
+    name: Annotated[
+        str | None,
+        Query(max_length=255, description="Only jobs whose name contains this (any case)."),
+    ] = None,
 ) -> JobList:
-    """Jobs, newest first, optionally only those in one status."""
-    rows, total = await jobs.list(status_filter, page, page_size)
+    """Jobs, newest first, optionally only those in one status or with a name like ``name``."""
+    rows, total = await jobs.list(status_filter, page, page_size, name)
     return JobList(
         jobs=rows,
         total=total,

@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from api.deps import RunHistoryDep, RunServiceDep
 from api.errors import ERROR_RESPONSES
-from jobs.responses import CheckpointList, JobResponse, RunList, RunResponse
+from jobs.responses import CheckpointList, JobResponse, RunList, RunMetrics, RunResponse
 from workflows.models import JobStatus
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["runs"])
@@ -31,6 +31,16 @@ async def list_runs(
 @router.get("/runs/{run_id}", responses=ERROR_RESPONSES)
 async def get_run(job_id: str, run_id: str, history: RunHistoryDep) -> RunResponse:
     return await history.get_run(job_id, run_id)
+
+
+@router.get("/runs/{run_id}/metrics", responses=ERROR_RESPONSES)
+async def get_run_metrics(job_id: str, run_id: str, history: RunHistoryDep) -> RunMetrics:
+    """The run's metrics as the trainer reported them, one series per name ordered by step.
+
+    At most 2,000 points per metric (longer series are downsampled as they are written,
+    keeping the first and last points and each stretch's extremes) and 50 names per run.
+    """
+    return await history.metrics(job_id, run_id)
 
 
 @router.post("/cancel", responses=ERROR_RESPONSES)

@@ -77,15 +77,20 @@ def reset_schema(url: str) -> None:
     """Migrate down to base and up to head (alembic runs asyncio.run: call it in a thread).
 
     A database left by another version of the migrations (one edited in place since, say)
-    cannot be downgraded by this one; its tables are then dropped, with a warning, and the
-    downgrade itself is still tested by test_migrations_downgrade_to_base_and_back.
+    cannot be downgraded by this one, and tables without their version row cannot be
+    upgraded; its tables are then dropped, with a warning, and the downgrade itself is still
+    tested by test_migrations_downgrade_to_base_and_back.
     """
     config = alembic_config(url)
     try:
         command.downgrade(config, "base")
+        # Tables left without their alembic_version row (a run of other migrations stopped
+        # half-way) make the upgrade fail instead: they are dropped the same way.
+        command.upgrade(config, "head")
+        return
     except (SQLAlchemyError, CommandError) as error:
         warnings.warn(
-            f"could not downgrade the PostgreSQL test schema ({type(error).__name__}: "
+            f"could not reset the PostgreSQL test schema ({type(error).__name__}: "
             f"{str(error).splitlines()[0]}); dropped all its tables instead",
             stacklevel=1,
         )
