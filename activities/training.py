@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 from activities.attempt_watcher import AttemptWatcher
 from activities.container_spec import checkpoint_host_dir, container_spec
 from activities.heartbeat import Heartbeat, beat_interval
+from activities.images import prepare_image
 from activities.interruptions import (
     Following,
     cancel_requested,
@@ -119,6 +120,9 @@ class TrainingActivities:
         )
         if (recorded := await self._recorded_outcome(request, log_path)) is not None:
             return recorded
+        if not request.image_ready:
+            # A run from before pull_image: its attempts make their image ready themselves.
+            await prepare_image(self._runtime, request.spec.image, heartbeat)
         try:
             host_dir = checkpoint_host_dir(
                 self._settings.checkpoint_root_dir, request.spec.checkpoint_path

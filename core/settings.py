@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -62,6 +63,10 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_ui_url: str = "http://localhost:8233"
     task_queue: str = "training-jobs"
+    # Names this worker's own task queue, <TASK_QUEUE>-<WORKER_NAME>, where the attempts whose
+    # image it pulled run. The host name survives restarts (a pid would not), so a restarted
+    # worker finds the attempts its predecessor left.
+    worker_name: str = Field(default_factory=socket.gethostname, min_length=1)
     rpc_timeout_seconds: float = Field(default=10.0, gt=0)
 
     api_host: str = "127.0.0.1"
@@ -82,6 +87,7 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(default=2.0, gt=0)
     stop_grace_seconds: float = Field(default=10.0, ge=0)
     infra_max_attempts: int = Field(default=5, ge=1)
+    host_loss_timeout_seconds: float = Field(default=600.0, gt=0)
     reconcile_interval_seconds: float = Field(default=30.0, gt=0)
     backfill_max_firings: int = Field(default=1000, ge=1)
     # An attempt's log file keeps its first half and its newest part within this many bytes;
@@ -214,6 +220,11 @@ class Settings(BaseSettings):
     def deployment(self) -> str:
         """Names this orchestrator among others that may share a Docker engine."""
         return f"{self.temporal_address}/{self.temporal_namespace}/{self.task_queue}"
+
+    @property
+    def worker_task_queue(self) -> str:
+        """The task queue only this worker polls: attempts run here after their pull."""
+        return f"{self.task_queue}-{self.worker_name}"
 
     @property
     def log_limits(self) -> LogLimits:
