@@ -14,6 +14,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.fault_points import pause_at
 from activities.heartbeat import Heartbeat, beat_interval
 from core.settings import Settings
 from runtimes.base import (
@@ -50,6 +51,7 @@ class ImageActivities:
             {"image": request.image, "attempt": request.attempt, "pull": None},
         )
         async with heartbeat.running():
+            await pause_at(self._settings, "pull")
             pulled = await prepare_image(self._runtime, request.image, heartbeat)
         # The last details say what was done, however fast the pull was.
         activity.heartbeat(heartbeat.details())

@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from workflows.models import NotifyEvent
 
+# FAULT_PAUSE_AT: test-only points where an activity pauses (see activities.fault_points).
+FaultPoint = Literal["pull", "start", "finish", "result"]
+
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -107,6 +110,9 @@ class Settings(BaseSettings):
     checkpoint_scan_seconds: float = Field(default=10.0, gt=0)
 
     log_level: str = "INFO"
+    # Test-only: activities pause at this point (see activities.fault_points); never set it
+    # in production.
+    fault_pause_at: FaultPoint | None = None
 
     # Notifications. Secrets are SecretStr so that no repr, log line or error shows them.
     slack_webhook_url: SecretStr | None = None
@@ -138,6 +144,7 @@ class Settings(BaseSettings):
         "smtp_username",
         "smtp_password",
         "smtp_from",
+        "fault_pause_at",
         mode="before",
     )
     @classmethod
