@@ -52,7 +52,7 @@ class ImageActivities:
         )
         async with heartbeat.running():
             await pause_at(self._settings, "pull")
-            pulled = await prepare_image(self._runtime, request.image, heartbeat)
+            pulled = await make_image_ready(self._runtime, request.image, heartbeat)
         # The last details say what was done, however fast the pull was.
         activity.heartbeat(heartbeat.details())
         return ImageReady(
@@ -62,7 +62,7 @@ class ImageActivities:
         )
 
 
-async def prepare_image(runtime: ContainerRuntime, image: str, heartbeat: Heartbeat) -> bool:
+async def make_image_ready(runtime: ContainerRuntime, image: str, heartbeat: Heartbeat) -> bool:
     """Make ``image`` ready on ``runtime``; progress goes into ``heartbeat``'s ``pull`` field.
 
     Raises:

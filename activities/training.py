@@ -15,7 +15,7 @@ from activities.attempt_watcher import AttemptWatcher
 from activities.container_spec import checkpoint_host_dir, container_spec
 from activities.fault_points import pause_at
 from activities.heartbeat import Heartbeat, beat_interval
-from activities.images import prepare_image
+from activities.images import make_image_ready
 from activities.interruptions import (
     Following,
     cancel_requested,
@@ -123,7 +123,7 @@ class TrainingActivities:
             return recorded
         if not request.image_ready:
             # A run from before pull_image: its attempts make their image ready themselves.
-            await prepare_image(self._runtime, request.spec.image, heartbeat)
+            await make_image_ready(self._runtime, request.spec.image, heartbeat)
         try:
             host_dir = checkpoint_host_dir(
                 self._settings.checkpoint_root_dir, request.spec.checkpoint_path

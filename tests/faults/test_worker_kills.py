@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -76,7 +77,7 @@ async def test_a_worker_killed_mid_phase_costs_nothing(
     settings: Settings, busybox_image: str, tmp_path: Path, phase: str
 ) -> None:
     local = settings.model_copy(update={"task_queue": unique_name(f"tests-kill-{phase}")})
-    point: FaultPoint | None = None if phase == "training" else phase  # type: ignore[assignment]
+    point = None if phase == "training" else cast(FaultPoint, phase)
     name = unique_name(f"kill-{phase}")
     checkpoint_path = f"/checkpoints/{name}"
     starts = local.checkpoint_root_dir / checkpoint_path.lstrip("/") / ".starts"
