@@ -2,6 +2,11 @@
 
 Run it with ``python -m worker``. SIGTERM or SIGINT shuts it down gracefully; running training
 containers are left alone so the next worker reattaches to them.
+
+One process polls two task queues (the worker-specific task queue pattern): the shared
+``TASK_QUEUE`` (workflows, bookkeeping, notifications and ``pull_image``, which any worker may
+take) and its own ``<TASK_QUEUE>-<WORKER_NAME>``, where the training attempts whose image this
+worker pulled run, so that their retries reach the engine holding their container.
 """
 
 from __future__ import annotations
@@ -9,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
+from types import TracebackType
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -19,6 +26,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.bookkeeping import RunStoreActivities
+from activities.images import ImageActivities
 from activities.notify import NotifyActivities
 from activities.training import TrainingActivities
 from core.logging import configure_logging
@@ -55,11 +63,41 @@ async def connect(settings: Settings) -> Client:
     )
 
 
+class WorkerGroup:
+    """The Temporal workers of one process, one per task queue, run and stopped together."""
+
+    def __init__(self, workers: Sequence[Worker]) -> None:
+        self.workers = list(workers)
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> WorkerGroup:
+        try:
+            for worker in self.workers:
+                await self._stack.enter_async_context(worker)
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+        await self._stack.__aexit__(exc_type, exc, tb)
+
+    async def shutdown(self) -> None:
+        """Stop polling on every queue; wait (each within its grace period) for the end."""
+        await asyncio.gather(*(worker.shutdown() for worker in self.workers))
+
+
 @asynccontextmanager
 async def build_worker(
     settings: Settings, client: Client, runtime: ContainerRuntime | None = None
-) -> AsyncIterator[Worker]:
-    """A worker with every workflow and activity registered; the engine is closed on exit."""
+) -> AsyncIterator[WorkerGroup]:
+    """Workers for the shared queue and this worker's own; the engine is closed on exit."""
     engine = create_engine(settings.sqlalchemy_url, settings.database_pool)
     sessions = create_sessionmaker(engine)
     schedules = JobSchedules(
@@ -70,24 +108,41 @@ async def build_worker(
     store_activities = RunStoreActivities(
         sessions, settings, JobCreator(sessions, schedules, settings)
     )
-    training = TrainingActivities(runtime or build_runtime(settings), sessions, settings)
+    runtime = runtime or build_runtime(settings)
+    training = TrainingActivities(runtime, sessions, settings)
+    images = ImageActivities(runtime, settings)
     notify = NotifyActivities(sessions, settings)
+    common: dict[str, Any] = {
+        "graceful_shutdown_timeout": timedelta(seconds=5),
+        "interceptors": [LogContextInterceptor()],
+        # Heartbeats carry cancellation back; the default throttle (80% of the heartbeat
+        # timeout) would let a cancel take half a minute to reach the container.
+        "max_heartbeat_throttle_interval": timedelta(seconds=2),
+    }
     try:
-        yield Worker(
-            client,
-            task_queue=settings.task_queue,
-            workflows=[TrainingJobWorkflow],
-            activities=[
-                store_activities.start_run,
-                store_activities.record_run_status,
-                training.run_training_container,
-                notify.notify_run_status,
-            ],
-            graceful_shutdown_timeout=timedelta(seconds=5),
-            interceptors=[LogContextInterceptor()],
-            # Heartbeats carry cancellation back; the default throttle (80% of the heartbeat
-            # timeout) would let a cancel take half a minute to reach the container.
-            max_heartbeat_throttle_interval=timedelta(seconds=2),
+        yield WorkerGroup(
+            [
+                Worker(
+                    client,
+                    task_queue=settings.task_queue,
+                    workflows=[TrainingJobWorkflow],
+                    activities=[
+                        store_activities.start_run,
+                        store_activities.record_run_status,
+                        images.pull_image,
+                        # Attempts of runs started before pull_image are sent here.
+                        training.run_training_container,
+                        notify.notify_run_status,
+                    ],
+                    **common,
+                ),
+                Worker(
+                    client,
+                    task_queue=settings.worker_task_queue,
+                    activities=[training.run_training_container],
+                    **common,
+                ),
+            ]
         )
     finally:
         await engine.dispose()
@@ -100,26 +155,25 @@ async def main() -> None:
     runtime = build_runtime(settings)
     engine = create_engine(settings.sqlalchemy_url, settings.database_pool)
     reconciler = RunReconciler(create_sessionmaker(engine), client, runtime, settings)
-    async with build_worker(settings, client, runtime) as worker:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # A fatal error of either worker cancels this task and is raised when the block ends.
+    async with build_worker(settings, client, runtime) as workers, workers:
         reconciling = asyncio.create_task(reconciler.run_forever())
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        run = asyncio.create_task(worker.run())
         logger.info(
-            "worker polling task queue %s at %s",
+            "worker %s polling task queues %s and %s at %s",
+            settings.worker_name,
             settings.task_queue,
+            settings.worker_task_queue,
             client.service_client.config.target_host,
         )
-        await asyncio.wait(
-            [run, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
-        )
-        if not run.done():
+        try:
+            await stop.wait()
             logger.info("shutting down the worker")
-            await worker.shutdown()
-        reconciling.cancel()
-        await run
+        finally:
+            reconciling.cancel()
     await engine.dispose()
 
 

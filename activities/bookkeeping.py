@@ -86,6 +86,7 @@ class RunStoreActivities:
             heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
             infra_max_attempts=settings.infra_max_attempts,
             notify_timeout_seconds=settings.notify_timeout_seconds,
+            host_loss_timeout_seconds=settings.host_loss_timeout_seconds,
         )
 
     @activity.defn(name=RECORD_RUN_STATUS)

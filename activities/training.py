@@ -13,7 +13,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.attempt_watcher import AttemptWatcher
 from activities.container_spec import checkpoint_host_dir, container_spec
+from activities.fault_points import pause_at
 from activities.heartbeat import Heartbeat, beat_interval
+from activities.images import make_image_ready
 from activities.interruptions import (
     Following,
     cancel_requested,
@@ -119,6 +121,9 @@ class TrainingActivities:
         )
         if (recorded := await self._recorded_outcome(request, log_path)) is not None:
             return recorded
+        if not request.image_ready:
+            # A run from before pull_image: its attempts make their image ready themselves.
+            await make_image_ready(self._runtime, request.spec.image, heartbeat)
         try:
             host_dir = checkpoint_host_dir(
                 self._settings.checkpoint_root_dir, request.spec.checkpoint_path
@@ -138,6 +143,7 @@ class TrainingActivities:
             raise ApplicationError(str(err), type=IMAGE_UNAVAILABLE) from err
         if started.reattached:
             activity.logger.info("reattached to %s", spec.name)
+        await pause_at(self._settings, "start")
 
         # A retry keeps the first start: the time limit counts from it.
         first_start = previous_start or utcnow()
@@ -159,6 +165,7 @@ class TrainingActivities:
         following.watcher = watcher
         following.task = asyncio.create_task(watcher.follow(self._runtime, spec.name))
         exit_code, timed_out = await self._wait(spec.name, request, watcher, first_start)
+        await pause_at(self._settings, "finish")
         await self._finish(spec.name, request, watcher, following.task, exit_code)
         # Bounded: the tail rides in the result, which Temporal limits in size.
         tail = await asyncio.to_thread(read_tail, log_path)
@@ -279,4 +286,5 @@ class TrainingActivities:
             await run_store.record_attempt_end(
                 session, request.run_id, request.attempt, exit_code, utcnow()
             )
+        await pause_at(self._settings, "result")
         await self._runtime.remove(name)

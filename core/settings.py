@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,6 +21,11 @@ SettingsCheck = Callable[["Settings"], list[str]]
 # (lint-imports), so notifications/registry.py adds its check here when it is imported; the
 # API, the worker and `make run` import it before they read their settings.
 _channel_checks: list[SettingsCheck] = []
+
+# FAULT_PAUSE_AT: test-only points where an activity pauses (see activities.fault_points).
+FaultPoint = Literal["pull", "start", "finish", "result"]
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def add_channel_check(check: SettingsCheck) -> None:
@@ -68,6 +75,10 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_ui_url: str = "http://localhost:8233"
     task_queue: str = "training-jobs"
+    # Names this worker's own task queue, <TASK_QUEUE>-<WORKER_NAME>, where the attempts whose
+    # image it pulled run. The host name survives restarts (a pid would not), so a restarted
+    # worker finds the attempts its predecessor left.
+    worker_name: str = Field(default_factory=socket.gethostname, min_length=1)
     rpc_timeout_seconds: float = Field(default=10.0, gt=0)
 
     api_host: str = "127.0.0.1"
@@ -88,6 +99,7 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(default=2.0, gt=0)
     stop_grace_seconds: float = Field(default=10.0, ge=0)
     infra_max_attempts: int = Field(default=5, ge=1)
+    host_loss_timeout_seconds: float = Field(default=600.0, gt=0)
     reconcile_interval_seconds: float = Field(default=30.0, gt=0)
     backfill_max_firings: int = Field(default=1000, ge=1)
     # The longest range one backfill may cover (dry run or not).
@@ -109,6 +121,9 @@ class Settings(BaseSettings):
     checkpoint_scan_seconds: float = Field(default=10.0, gt=0)
 
     log_level: str = "INFO"
+    # Test-only: activities pause at this point (see activities.fault_points); never set it
+    # in production.
+    fault_pause_at: FaultPoint | None = None
 
     # Notifications. Secrets are SecretStr so that no repr, log line or error shows them.
     slack_webhook_url: SecretStr | None = None
@@ -144,6 +159,7 @@ class Settings(BaseSettings):
         "smtp_from",
         "webhook_url",
         "webhook_secret",
+        "fault_pause_at",
         mode="before",
     )
     @classmethod
@@ -207,6 +223,11 @@ class Settings(BaseSettings):
     def deployment(self) -> str:
         """Names this orchestrator among others that may share a Docker engine."""
         return f"{self.temporal_address}/{self.temporal_namespace}/{self.task_queue}"
+
+    @property
+    def worker_task_queue(self) -> str:
+        """The task queue only this worker polls: attempts run here after their pull."""
+        return f"{self.task_queue}-{self.worker_name}"
 
     @property
     def log_limits(self) -> LogLimits:

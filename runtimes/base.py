@@ -25,6 +25,9 @@ LABEL_ATTEMPT = f"{LABEL_PREFIX}.attempt"
 # share one Docker engine, and each reconciler must only touch its own units.
 LABEL_DEPLOYMENT = f"{LABEL_PREFIX}.deployment"
 
+# Receives a small summary of a pull's progress (layers, bytes), from the pulling thread.
+ProgressReport = Callable[[dict[str, Any]], None]
+
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
@@ -78,7 +81,7 @@ class RuntimeUnavailableError(Exception):
 
 
 class ImageUnavailableError(Exception):
-    """The image is missing and could not be pulled. Retried a bounded number of times."""
+    """The image could not be pulled, or is gone at start. Retried a bounded number of times."""
 
 
 class InvalidSpecError(Exception):
@@ -94,11 +97,19 @@ class ContainerRuntime(Protocol):
         (a bind mount); False when it runs on the host and sees the host directory."""
         ...
 
+    async def prepare_image(self, image: str, on_progress: ProgressReport) -> bool:
+        """Make ``image`` ready for :meth:`start` (pulling it if need be); True if pulled.
+
+        A long pull reports a small summary of its progress (layers, bytes) to
+        ``on_progress``, from another thread. A runtime without images returns False.
+        """
+        ...
+
     async def start(self, spec: ContainerSpec) -> StartResult:
         """Start the unit named ``spec.name``, or reattach to it if it already exists.
 
         An existing unit is never started twice: if it is running it is followed, if it has
-        already exited its exit code is what :meth:`wait` reports.
+        already exited its exit code is what :meth:`wait` reports. Never pulls an image.
         """
         ...
 

@@ -25,16 +25,16 @@ from runtimes.base import (
     ContainerSpec,
     ImageUnavailableError,
     InvalidSpecError,
+    ProgressReport,
     RuntimeUnavailableError,
     StartResult,
     StreamStop,
     stream_in_thread,
 )
+from runtimes.docker_images import PullPolicy, prepare_image
 from runtimes.docker_options import create_kwargs, volumes_of
 
 logger = logging.getLogger(__name__)
-
-PullPolicy = Literal["if-not-present", "always", "never"]
 
 # Engines that predate the 400 mapping report a command that cannot exec as a 500, so the
 # wording is the only reliable sign that retrying would not help.
@@ -75,12 +75,32 @@ class DockerRuntime:
     async def start(self, spec: ContainerSpec) -> StartResult:
         """Create and start the container, or reattach to one that already has the name.
 
+        Never pulls: :meth:`prepare_image` did that first.
+
         Raises:
             RuntimeUnavailableError: The engine cannot be reached.
-            ImageUnavailableError: The image is missing and could not be pulled.
+            ImageUnavailableError: The image is not on the engine.
             InvalidSpecError: The image name, mount or command can never work.
         """
         return await asyncio.to_thread(self._start, spec)
+
+    async def prepare_image(self, image: str, on_progress: ProgressReport) -> bool:
+        """Make ``image`` present as the pull policy says; True if it was pulled.
+
+        ``on_progress`` gets a summary of the pull (layers, bytes) from the pulling thread.
+
+        Raises:
+            RuntimeUnavailableError: The engine cannot be reached.
+            ImageUnavailableError: The image is missing and could not be pulled.
+            InvalidSpecError: The image name is not a valid reference.
+        """
+        stop = threading.Event()
+        try:
+            return await asyncio.to_thread(
+                lambda: prepare_image(self._client(), image, self._pull_policy, on_progress, stop)
+            )
+        finally:
+            stop.set()  # a cancelled pull's thread stops at the engine's next message
 
     async def wait(self, name: str, timeout: float) -> int | None:
         """Wait at most ``timeout`` seconds for the container to exit.
@@ -160,11 +180,14 @@ class DockerRuntime:
             logger.info("reattached to container %s (%s)", spec.name, existing.status)
             return StartResult(reattached=True)
 
-        self._ensure_image(client, spec.image)
         try:
             container = client.containers.create(**create_kwargs(spec, self._network_mode, volumes))
         except ImageNotFound as exc:
-            raise ImageUnavailableError(f"image {spec.image} disappeared: {_why(exc)}") from exc
+            # prepare_image (the pull_image activity) made it ready on this engine: it was
+            # removed since, which a retry on another placement can mend.
+            raise ImageUnavailableError(
+                f"image {spec.image} is not on this worker's engine: {_why(exc)}"
+            ) from exc
         except APIError as exc:
             if exc.status_code == 409:
                 logger.info("container %s was created concurrently; reattaching", spec.name)
@@ -191,30 +214,6 @@ class DockerRuntime:
                     f"command {spec.command!r} cannot be started in image {spec.image}: {why}"
                 ) from exc
             raise
-
-    def _ensure_image(self, client: docker.DockerClient, image: str) -> None:
-        if self._pull_policy != "always":
-            try:
-                client.images.get(image)
-                return
-            except ImageNotFound:
-                if self._pull_policy == "never":
-                    raise ImageUnavailableError(
-                        f"image {image} not found locally and the pull policy is 'never'"
-                    ) from None
-            except APIError as exc:
-                if exc.is_client_error():
-                    raise InvalidSpecError(f"invalid image name {image!r}: {_why(exc)}") from exc
-                raise
-        logger.info("pulling image %s", image)
-        try:
-            client.images.pull(image)
-        except (DockerException, requests.RequestException) as exc:
-            if isinstance(exc, APIError) and "invalid reference format" in _why(exc):
-                raise InvalidSpecError(f"invalid image name {image!r}: {_why(exc)}") from exc
-            raise ImageUnavailableError(
-                f"image {image} not found locally and pull failed: {_why(exc)}"
-            ) from exc
 
     def _wait(self, name: str, timeout: float) -> int | None:
         container = self._get(name)

@@ -32,8 +32,8 @@ from runtimes._process_unit import (
     executable_problem,
     locked,
     read_int,
+    read_output,
     read_pid,
-    read_tail,
     signal_group,
     start_in_flight,
     write_atomically,
@@ -42,6 +42,7 @@ from runtimes.base import (
     LABEL_JOB_ID,
     ContainerSpec,
     InvalidSpecError,
+    ProgressReport,
     StartResult,
     StreamStop,
     stream_in_thread,
@@ -81,6 +82,9 @@ class ProcessRuntime:
         # Wrappers this object launched: polled so that they do not linger as zombies.
         self._wrappers: dict[str, subprocess.Popen[bytes]] = {}
 
+    async def prepare_image(self, image: str, on_progress: ProgressReport) -> bool:
+        return False  # the command runs on the host: there is no image
+
     async def start(self, spec: ContainerSpec) -> StartResult:
         """Launch the trainer, or reattach if the unit already has a pid or an exit code.
 
@@ -111,7 +115,7 @@ class ProcessRuntime:
         Raises:
             LookupError: There is no such unit.
         """
-        return await asyncio.to_thread(self._logs, name, tail)
+        return await asyncio.to_thread(read_output, self._unit_dir(name), tail)
 
     async def stop(self, name: str, grace_seconds: float) -> int | None:
         """SIGTERM the process group, SIGKILL it after ``grace_seconds``; the exit code.
@@ -259,19 +263,6 @@ class ProcessRuntime:
                     exited = True
                 else:
                     stop.wait(_POLL_SECONDS)
-
-    def _logs(self, name: str, tail: int | None) -> str:
-        unit = self._unit_dir(name)
-        if not unit.is_dir():
-            raise LookupError(name)
-        path = unit / "output.log"
-        if tail is not None and tail <= 0:
-            return ""
-        try:
-            data = path.read_bytes() if tail is None else read_tail(path, tail)
-        except FileNotFoundError:
-            return ""
-        return data.decode("utf-8", errors="replace")
 
     def _delete(self, name: str) -> None:
         self._reap()

@@ -20,6 +20,7 @@ WORKFLOW_NAME = "TrainingJobWorkflow"
 START_RUN = "start_run"
 RECORD_RUN_STATUS = "record_run_status"
 RUN_TRAINING_CONTAINER = "run_training_container"
+PULL_IMAGE = "pull_image"
 NOTIFY_RUN_STATUS = "notify_run_status"
 
 # ApplicationError types: what failed and whether Temporal may retry it.
@@ -143,8 +144,27 @@ class RunPlan(BaseModel):
     heartbeat_timeout_seconds: float
     infra_max_attempts: int
     notify_timeout_seconds: float = 30.0
+    # How long an attempt waits on its worker's own task queue before it is placed again.
+    host_loss_timeout_seconds: float = 600.0
 
     _accept_flat = model_validator(mode="before")(_nest_spec)
+
+
+class PullImageInput(BaseModel):
+    """Make one attempt's image ready on some worker, which then runs the attempt."""
+
+    job_id: str
+    run_id: str
+    attempt: int
+    image: str
+
+
+class ImageReady(BaseModel):
+    """Where the image is ready: the task queue only the worker that pulled it polls."""
+
+    task_queue: str
+    worker: str
+    pulled: bool
 
 
 class RunAttemptInput(BaseModel):
@@ -154,6 +174,10 @@ class RunAttemptInput(BaseModel):
     run_id: str
     attempt: int
     spec: TrainingSpec
+    # True when pull_image made the image ready on this worker and the attempt was sent to
+    # its own task queue; attempts of runs started before pull_image existed pull for
+    # themselves.
+    image_ready: bool = False
 
     _accept_flat = model_validator(mode="before")(_nest_spec)
 

@@ -2,8 +2,11 @@
 
 The workflow owns the training attempt loop and the backoff between attempts, so that only
 training failures (a non-zero exit) consume ``max_retries``. Each attempt is one activity
-whose own RetryPolicy retries infrastructure failures (a worker crash, a lost heartbeat, a
-failed image pull): the retried activity reattaches to the container the attempt started.
+whose own RetryPolicy retries infrastructure failures (a worker crash, a lost heartbeat): the
+retried activity reattaches to the container the attempt started.
+
+Where an attempt runs (after pulling its image on some worker, on that worker's own task
+queue) is :mod:`workflows.attempts`.
 """
 
 from __future__ import annotations
@@ -15,25 +18,23 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
+from workflows.attempts import run_attempt
+
 with workflow.unsafe.imports_passed_through():
     from workflows.models import (
         IMAGE_UNAVAILABLE,
         INVALID_JOB_SPEC,
-        INVALID_SPEC,
         JOB_ID_ATTRIBUTE,
         JOB_NAME_ATTRIBUTE,
         JOB_NOT_FOUND,
         NOTIFY_RUN_STATUS,
         RECORD_RUN_STATUS,
-        RUN_TRAINING_CONTAINER,
-        RUNTIME_UNAVAILABLE,
         START_RUN,
         TRAINING_FAILED,
         TRIGGER_ATTRIBUTE,
         WORKFLOW_NAME,
         AttemptOutcome,
         JobStatus,
-        RunAttemptInput,
         RunPlan,
         RunStatusUpdate,
         StartRunInput,
@@ -50,8 +51,6 @@ _JOB_NAME = SearchAttributeKey.for_keyword(JOB_NAME_ATTRIBUTE)
 # Bookkeeping activities are short; they retry until the database is back.
 _STORE_TIMEOUT = timedelta(seconds=30)
 _STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
-# A training container can run for days; the heartbeat timeout is what detects a lost worker.
-_ATTEMPT_TIMEOUT = timedelta(days=30)
 # error_message travels in Temporal payloads (status updates, notifications, the failure):
 # bounded whatever an attempt's result carries (older workers sent unbounded log tails).
 MAX_ERROR_MESSAGE_BYTES = 16 * 1024
@@ -117,7 +116,7 @@ class TrainingJobWorkflow:
     async def _attempts(self, plan: RunPlan) -> TrainingRunResult:
         while True:
             try:
-                outcome = await self._run_attempt(plan)
+                outcome = await run_attempt(plan, self._attempt)
             except ActivityError as err:
                 if is_cancelled_exception(err):
                     raise
@@ -150,25 +149,6 @@ class TrainingJobWorkflow:
             await workflow.sleep(_backoff(plan, self._attempt))
             self._attempt += 1
             await self._record(plan, JobStatus.RUNNING)
-
-    async def _run_attempt(self, plan: RunPlan) -> AttemptOutcome:
-        outcome: AttemptOutcome = await workflow.execute_activity(
-            RUN_TRAINING_CONTAINER,
-            RunAttemptInput(
-                job_id=plan.job_id, run_id=plan.run_id, attempt=self._attempt, spec=plan.spec
-            ),
-            result_type=AttemptOutcome,
-            start_to_close_timeout=_ATTEMPT_TIMEOUT,
-            heartbeat_timeout=timedelta(seconds=plan.heartbeat_timeout_seconds),
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=1),
-                maximum_interval=timedelta(seconds=30),
-                maximum_attempts=plan.infra_max_attempts,
-                non_retryable_error_types=[RUNTIME_UNAVAILABLE, INVALID_SPEC],
-            ),
-        )
-        return outcome
 
     async def _record(
         self,

@@ -171,9 +171,12 @@ class Recorder:
             raise RuntimeError(f"retried: retry_count {job['retry_count']}, expected 1")
 
     async def failed(self) -> None:
-        job_id = await self.create_job(command=["sh", "-c", "echo bad; exit 3"], max_retries=0)
-        handle = await self.run_handle(job_id)
-        await self.record_closed("failed", handle, WorkflowExecutionStatus.FAILED)
+        for name, fields in (
+            ("failed", {"command": ["sh", "-c", "echo bad; exit 3"], "max_retries": 0}),
+            ("image_unavailable", {"image": "no-such-image-anywhere:1", "command": ["true"]}),
+        ):
+            handle = await self.run_handle(await self.create_job(**fields))
+            await self.record_closed(name, handle, WorkflowExecutionStatus.FAILED)
 
     async def cancelled(self) -> None:
         job_id = await self.create_job(

@@ -214,18 +214,31 @@ async def test_missing_executable_is_invalid_and_leaves_nothing(
         assert containers_named(client, spec.name) == []
 
 
-@pytest.mark.parametrize("policy", ["never", "if-not-present"])
-async def test_missing_image_is_unavailable(make_spec: SpecFactory, policy: str) -> None:
+@pytest.mark.parametrize("policy", ["never", "if-not-present", "always"])
+async def test_start_never_pulls_a_missing_image(make_spec: SpecFactory, policy: str) -> None:
+    """Pulls are prepare_image's (the pull_image activity): start only reports the absence."""
     runtime = DockerRuntime(network_mode="none", pull_policy=policy)  # type: ignore[arg-type]
     image = f"orchestrator-test-missing-{uuid.uuid4().hex[:8]}:latest"
     with pytest.raises(ImageUnavailableError, match=image):
         await runtime.start(make_spec(["true"], image=image))
 
 
+async def test_a_missing_image_is_unavailable_when_the_policy_is_never(
+    busybox_image: str,
+) -> None:
+    runtime = DockerRuntime(network_mode="none", pull_policy="never")
+    image = f"orchestrator-test-missing-{uuid.uuid4().hex[:8]}:latest"
+    with pytest.raises(ImageUnavailableError, match="pull policy is 'never'"):
+        await runtime.prepare_image(image, lambda summary: None)
+    assert not await runtime.prepare_image(busybox_image, lambda summary: None)
+
+
 async def test_invalid_image_name_is_invalid_spec(
     runtime: DockerRuntime, make_spec: SpecFactory
 ) -> None:
     with pytest.raises(InvalidSpecError, match="invalid image name"):
+        await runtime.prepare_image("Not A Valid Reference", lambda summary: None)
+    with pytest.raises(InvalidSpecError, match="invalid reference format"):
         await runtime.start(make_spec(["true"], image="Not A Valid Reference"))
 
 

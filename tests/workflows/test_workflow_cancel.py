@@ -15,10 +15,13 @@ from tests.conftest import eventually
 from workflows import TrainingJobWorkflow, TrainingRunInput
 from workflows.models import (
     NOTIFY_RUN_STATUS,
+    PULL_IMAGE,
     RECORD_RUN_STATUS,
     RUN_TRAINING_CONTAINER,
     START_RUN,
     AttemptOutcome,
+    ImageReady,
+    PullImageInput,
     RunAttemptInput,
     RunPlan,
     RunStatusUpdate,
@@ -29,7 +32,8 @@ from workflows.models import (
 class FakeActivities:
     """Stand-ins registered under the real names; notify blocks until it is cancelled."""
 
-    def __init__(self) -> None:
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
         self.statuses: list[str] = []
         self.containers_started = 0
         self.notifying = asyncio.Event()
@@ -65,6 +69,10 @@ class FakeActivities:
             activity.heartbeat()
             await asyncio.sleep(0.2)
 
+    @activity.defn(name=PULL_IMAGE)
+    async def pull_image(self, request: PullImageInput) -> ImageReady:
+        return ImageReady(task_queue=self.queue, worker="fake", pulled=False)
+
     @activity.defn(name=RUN_TRAINING_CONTAINER)
     async def run_training_container(self, request: RunAttemptInput) -> AttemptOutcome:
         self.containers_started += 1
@@ -74,8 +82,8 @@ class FakeActivities:
 async def test_cancel_during_the_running_notification_cancels_the_run(
     temporal_client: Client,
 ) -> None:
-    fakes = FakeActivities()
     queue = f"tests-cancel-{uuid.uuid4().hex[:6]}"
+    fakes = FakeActivities(queue)
     async with Worker(
         temporal_client,
         task_queue=queue,
@@ -84,6 +92,7 @@ async def test_cancel_during_the_running_notification_cancels_the_run(
             fakes.start_run,
             fakes.record_run_status,
             fakes.notify_run_status,
+            fakes.pull_image,
             fakes.run_training_container,
         ],
     ):

@@ -1,0 +1,111 @@
+"""Where one training attempt runs: its image is made ready on some worker, then it runs there.
+
+``pull_image`` runs on the shared task queue, so any worker takes it: it makes the image ready
+(a pull may take long; it heartbeats with its progress, and its failures are retried a
+bounded number of times) and answers with the task queue only that worker polls. The attempt
+runs on that queue, so its retries reach the engine that holds its container. If the worker
+does not take the attempt within the plan's host-loss timeout (a schedule-to-start timeout,
+which Temporal never retries), its host is taken for lost and the attempt is placed again by
+a new pull on the shared queue.
+
+Runs started before this existed have no ``pull-image-activity`` marker in their history;
+they keep running each attempt as one activity on the shared queue, which pulls for itself.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, TimeoutError, TimeoutType
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.models import (
+        INVALID_SPEC,
+        PULL_IMAGE,
+        RUN_TRAINING_CONTAINER,
+        RUNTIME_UNAVAILABLE,
+        AttemptOutcome,
+        ImageReady,
+        PullImageInput,
+        RunAttemptInput,
+        RunPlan,
+    )
+
+# The workflow.patched id of the pull activity and per-worker task queues (release 0.2).
+PULL_IMAGE_PATCH = "pull-image-activity"
+# A training container can run for days and a pull for hours: the heartbeat timeout is what
+# detects a lost worker, never a limit on the whole.
+_ACTIVITY_TIMEOUT = timedelta(days=30)
+
+
+async def run_attempt(plan: RunPlan, attempt: int) -> AttemptOutcome:
+    """Run training attempt ``attempt`` of ``plan`` to its exit code."""
+    if not workflow.patched(PULL_IMAGE_PATCH):
+        return await _execute_attempt(plan, attempt, None)
+    while True:
+        ready = await _pull_image(plan, attempt)
+        try:
+            return await _execute_attempt(plan, attempt, ready)
+        except ActivityError as err:
+            if not _never_started(err):
+                raise
+            workflow.logger.warning(
+                "attempt %d: worker %s did not take it within %s s; placing it again",
+                attempt,
+                ready.worker,
+                plan.host_loss_timeout_seconds,
+            )
+
+
+async def _pull_image(plan: RunPlan, attempt: int) -> ImageReady:
+    ready: ImageReady = await workflow.execute_activity(
+        PULL_IMAGE,
+        PullImageInput(
+            job_id=plan.job_id, run_id=plan.run_id, attempt=attempt, image=plan.spec.image
+        ),
+        result_type=ImageReady,
+        start_to_close_timeout=_ACTIVITY_TIMEOUT,
+        heartbeat_timeout=timedelta(seconds=plan.heartbeat_timeout_seconds),
+        retry_policy=_infrastructure_retry(plan),
+    )
+    return ready
+
+
+async def _execute_attempt(plan: RunPlan, attempt: int, ready: ImageReady | None) -> AttemptOutcome:
+    """The attempt on the worker that made its image ready, or (``ready`` None) on any."""
+    outcome: AttemptOutcome = await workflow.execute_activity(
+        RUN_TRAINING_CONTAINER,
+        RunAttemptInput(
+            job_id=plan.job_id,
+            run_id=plan.run_id,
+            attempt=attempt,
+            spec=plan.spec,
+            image_ready=ready is not None,
+        ),
+        result_type=AttemptOutcome,
+        task_queue=ready.task_queue if ready is not None else None,
+        start_to_close_timeout=_ACTIVITY_TIMEOUT,
+        schedule_to_start_timeout=(
+            timedelta(seconds=plan.host_loss_timeout_seconds) if ready is not None else None
+        ),
+        heartbeat_timeout=timedelta(seconds=plan.heartbeat_timeout_seconds),
+        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        retry_policy=_infrastructure_retry(plan),
+    )
+    return outcome
+
+
+def _infrastructure_retry(plan: RunPlan) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(seconds=30),
+        maximum_attempts=plan.infra_max_attempts,
+        non_retryable_error_types=[RUNTIME_UNAVAILABLE, INVALID_SPEC],
+    )
+
+
+def _never_started(err: ActivityError) -> bool:
+    """The activity waited in its task queue past its schedule-to-start timeout."""
+    return isinstance(err.cause, TimeoutError) and err.cause.type == TimeoutType.SCHEDULE_TO_START
