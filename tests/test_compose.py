@@ -2,7 +2,9 @@
 
 What is asserted is what `docker-compose` itself makes of the file: the resolved services,
 ports, mounts, health checks and restart policies an operator would get from `up`. Nothing can be
-pulled here, so the official Temporal and PostgreSQL images are checked only this way.
+pulled here, so the official Temporal and PostgreSQL images are checked only this way; CI starts
+the stack for real with deploy/compose.ci.yml (.ci/compose-e2e), and the last test here pins down
+that this override changes images and nothing else it does not say.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from workflows.models import SEARCH_ATTRIBUTE_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+CI_OVERRIDE = ROOT / "deploy" / "compose.ci.yml"
 SERVICES = {
     "postgresql",
     "temporal-admin-tools",
@@ -36,7 +39,8 @@ WITH_HEALTHCHECK = {"postgresql", "temporal", "orchestrator"}
 DOCKER_SOCKET = "/var/run/docker.sock"
 # The variables the file requires (`${VAR:?...}`), with values for these tests.
 REQUIRED = {"API_KEY": "compose-test-key", "DOCKER_GID": "4242"}
-
+# What CI's override leaves out of its run: the dev server stands in for both.
+NOT_RUN_IN_CI = {"temporal-admin-tools", "temporal-ui"}
 # Compose v1 (Debian's package) is a Python program built on PyYAML; its interpreter turns the
 # YAML that `config` prints into JSON, so the test suite needs no YAML library of its own.
 _YAML_TO_JSON = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
@@ -266,3 +270,26 @@ def test_images_are_pinned() -> None:
     for name, service in _config()["services"].items():
         image = service["image"]
         assert ":" in image and not image.endswith(":latest"), (name, image)
+
+
+def _without_image(service: dict[str, Any]) -> dict[str, Any]:
+    """The service without its image; volumes as a set (merging files reorders them)."""
+    rest = {key: value for key, value in service.items() if key != "image"}
+    if "volumes" in rest:
+        rest["volumes"] = {json.dumps(volume, sort_keys=True) for volume in rest["volumes"]}
+    return rest
+
+
+def test_the_ci_override_swaps_images_and_nothing_else() -> None:
+    production = _config()["services"]
+    ci = _config(COMPOSE_FILE, CI_OVERRIDE)["services"]
+    assert set(ci) == set(production)
+    for name, service in ci.items():
+        assert service["image"].startswith("orchestrator-ci/"), name  # built on the host
+        changed = _without_image(service)
+        if name in NOT_RUN_IN_CI:
+            assert changed.pop("scale") == 0, name
+        if name == "temporal":  # the dev server's database, so that it outlives `down`
+            (database,) = [volume for volume in changed["volumes"] if "temporal-dev-data" in volume]
+            changed["volumes"].remove(database)
+        assert changed == _without_image(production[name]), name
