@@ -41,9 +41,9 @@ ENV PATH=/opt/orchestrator/bin:$PATH \
 
 # A fixed uid and gid (10001), so that a directory shared with the host can be given to this
 # user: `install -d -o 10001 -g 10001 /var/lib/training-orchestrator`.
-RUN groupadd --system --gid 10001 orchestrator \
-    && useradd --system --uid 10001 --gid orchestrator --home-dir /app --no-create-home \
-        orchestrator \
+RUN groupadd --gid 10001 orchestrator \
+    && useradd --uid 10001 --gid orchestrator --home-dir /app --no-create-home \
+        --shell /usr/sbin/nologin orchestrator \
     && mkdir -p /app "$DATA_DIR" \
     && chown orchestrator:orchestrator "$DATA_DIR"
 
