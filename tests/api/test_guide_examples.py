@@ -2,7 +2,9 @@
 
 The guide (docs/api-usage-guide.md, a copy of the user's contract) is parsed here: each curl
 command runs through the real curl binary, each Python example through a real interpreter.
-Only the host and port and the guide's placeholder job id are substituted.
+Only the host and port and the guide's placeholder job id are substituted. The compose stack's
+end-to-end check (.ci/compose-e2e) runs the same curl examples through `check_curl_example`, with
+the API key header that stack requires.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +62,9 @@ def documented_responses() -> list[dict[str, Any]]:
     return bodies
 
 
-async def new_job(url: str) -> str:
+async def new_job(url: str, headers: Mapping[str, str] | None = None) -> str:
     body = {"name": unique_name("guide"), "image": "trainer:1", "command": ["python", "t.py"]}
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=headers) as client:
         response = await client.post(f"{url}/jobs", json={**body, "schedule": "0 2 * * *"})
     assert response.status_code == 201, response.text
     job_id: str = response.json()["job_id"]
@@ -88,28 +91,41 @@ async def run_curl(command: str, url: str, job_id: str | None) -> tuple[int, Any
     return int(status), json.loads(body) if body.strip() else None
 
 
+def with_api_key(command: str, api_key: str) -> str:
+    """The curl command with an ``X-API-Key`` header, for a server that requires a key."""
+    return command.replace("curl ", f"curl -H 'X-API-Key: {api_key}' ", 1)
+
+
+async def check_curl_example(command: str, url: str, api_key: str | None = None) -> None:
+    """Run one of the guide's curl commands against ``url``; assert what the guide shows."""
+    health_shown, create_shown, stats_shown = documented_responses()
+    headers = {"X-API-Key": api_key} if api_key else None
+    job_id = await new_job(url, headers) if PLACEHOLDER_ID in command else None
+    if api_key:
+        command = with_api_key(command, api_key)
+    status, body = await run_curl(command, url, job_id)
+    assert status == expected_status(command), (command, status, body)
+    # Wherever the guide shows a whole body, the real one has every field it shows.
+    if command.endswith("/health"):
+        assert health_shown.keys() <= body.keys()
+    elif command.endswith("/stats"):
+        assert stats_shown.keys() <= body.keys()
+    elif status == 201:
+        assert create_shown.keys() <= body.keys()
+        assert body["status"] == "pending"
+    elif "/retry" in command:
+        assert (body["status"], body["retry_count"], body["error_message"]) == (
+            "pending",
+            0,
+            None,
+        )
+
+
 async def test_every_curl_example_works(live_url: str) -> None:
     commands = curl_commands()
     assert len(commands) == 11, "the guide's curl examples were not all found"
-    health_shown, create_shown, stats_shown = documented_responses()
     for command in commands:
-        job_id = await new_job(live_url) if PLACEHOLDER_ID in command else None
-        status, body = await run_curl(command, live_url, job_id)
-        assert status == expected_status(command), (command, status, body)
-        # Wherever the guide shows a whole body, the real one has every field it shows.
-        if command.endswith("/health"):
-            assert health_shown.keys() <= body.keys()
-        elif command.endswith("/stats"):
-            assert stats_shown.keys() <= body.keys()
-        elif status == 201:
-            assert create_shown.keys() <= body.keys()
-            assert body["status"] == "pending"
-        elif "/retry" in command:
-            assert (body["status"], body["retry_count"], body["error_message"]) == (
-                "pending",
-                0,
-                None,
-            )
+        await check_curl_example(command, live_url)
 
 
 async def test_python_examples_run_as_written(live_url: str) -> None:
