@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import ScheduleActionExecutionStartWorkflow, ScheduleDescription
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from core.errors import InvalidInput, JobRunning, ServiceUnavailable
 from core.settings import Settings
@@ -22,7 +22,7 @@ from jobs.requests import BackfillRequest
 from jobs.responses import BackfillResponse, FiringTime, ScheduleEventResponse, ScheduleView
 from jobs.temporal import JobSchedules
 from store import jobs as job_store
-from store import schedule_events
+from store import journal, schedule_events
 from store.models import Job
 from workflows.models import JobStatus
 
@@ -57,8 +57,22 @@ class SchedulingService:
             return None
 
     async def refresh(self, job: Job) -> ScheduleDescription:
-        """Temporal's view of the job's schedule, refreshing the SQL mirror on the way."""
-        description = await self._schedules.describe(job.job_id)
+        """Temporal's view of the job's schedule, refreshing the SQL mirror on the way.
+
+        Raises:
+            ServiceUnavailable: The schedule is missing (deleted behind our back, or a
+                Temporal that lost its data); it is journalled, so the reconciler recreates it.
+        """
+        try:
+            description = await self._schedules.describe(job.job_id)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            async with self._sessions() as session:
+                await journal.journal_schedule_change(session, job.job_id)
+            raise ServiceUnavailable(
+                f"the Temporal schedule of job {job.job_id} is missing; it is being recreated"
+            ) from err
         upcoming = description.info.next_action_times
         await self._mirror(
             job.job_id,

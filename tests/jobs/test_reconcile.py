@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import httpx
 import pytest
 from temporalio.client import Client
 
+from api.app import create_app
 from core.settings import Settings
 from jobs.temporal import JobSchedules, TemporalConnection
 from store import jobs as job_store
@@ -106,3 +108,26 @@ async def test_schedule_ahead_of_a_rolled_back_update_is_reset(
     async with api_client(settings) as api:
         assert (await handle.describe()).info.next_action_times[0].hour == 2
         assert (await api.get(f"/jobs/{job_id}")).json()["schedule"] == "0 2 * * *"
+
+
+async def test_a_schedule_deleted_behind_our_back_is_503_then_recreated(
+    settings: Settings, temporal_client: Client
+) -> None:
+    """Not a 500: the missing schedule is journalled, and the reconciler recreates it."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            body = {"name": unique_name(), "image": "x:1", "command": ["true"]}
+            created = await http.post("/jobs", json={**body, "schedule": "0 3 * * *"})
+            job_id = created.json()["job_id"]
+            await temporal_client.get_schedule_handle(job_id).delete()
+
+            missing = await http.get(f"/jobs/{job_id}/schedule")
+            assert missing.status_code == 503, missing.text
+            assert missing.json()["error_type"] == "ServiceUnavailable"
+
+            await app.state.jobs.reconcile(older_than=timedelta(0))
+            again = await http.get(f"/jobs/{job_id}/schedule")
+    assert again.status_code == 200, again.text
+    assert again.json()["schedule"] == "0 3 * * *" and again.json()["next_run_times"]
