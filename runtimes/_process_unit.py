@@ -90,6 +90,20 @@ def read_tail(path: Path, lines: int) -> bytes:
     return b"\n".join(parts[-lines:]) + (b"\n" if trailing else b"")
 
 
+def read_output(unit: Path, tail: int | None) -> str:
+    """A unit's output, the last ``tail`` lines if given."""
+    if not unit.is_dir():
+        raise LookupError(unit.name)
+    path = unit / "output.log"
+    if tail is not None and tail <= 0:
+        return ""
+    try:
+        data = path.read_bytes() if tail is None else read_tail(path, tail)
+    except FileNotFoundError:
+        return ""
+    return data.decode("utf-8", errors="replace")
+
+
 def executable_problem(command: list[str], path: str) -> str | None:
     """Why ``command`` cannot be executed with this ``PATH``; None if it can."""
     if not command:

@@ -32,8 +32,8 @@ from runtimes._process_unit import (
     executable_problem,
     locked,
     read_int,
+    read_output,
     read_pid,
-    read_tail,
     signal_group,
     start_in_flight,
     write_atomically,
@@ -44,6 +44,7 @@ from runtimes.base import (
     InvalidSpecError,
     StartResult,
     StreamStop,
+    UnitExit,
     stream_in_thread,
 )
 
@@ -104,6 +105,13 @@ class ProcessRuntime:
             if code is not None or remaining <= 0:
                 return code
             await asyncio.sleep(min(_POLL_SECONDS, remaining))
+
+    async def exit_details(self, name: str) -> UnitExit:
+        """The exit code: a process has no engine to restart it and no memory limit."""
+        code, _ = await asyncio.to_thread(self._outcome, name)
+        if code is None:
+            raise LookupError(f"{name} has not exited")
+        return UnitExit(code)
 
     async def logs(self, name: str, tail: int | None = None) -> str:
         """Combined stdout and stderr, the last ``tail`` lines if given.
@@ -261,17 +269,7 @@ class ProcessRuntime:
                     stop.wait(_POLL_SECONDS)
 
     def _logs(self, name: str, tail: int | None) -> str:
-        unit = self._unit_dir(name)
-        if not unit.is_dir():
-            raise LookupError(name)
-        path = unit / "output.log"
-        if tail is not None and tail <= 0:
-            return ""
-        try:
-            data = path.read_bytes() if tail is None else read_tail(path, tail)
-        except FileNotFoundError:
-            return ""
-        return data.decode("utf-8", errors="replace")
+        return read_output(self._unit_dir(name), tail)
 
     def _delete(self, name: str) -> None:
         self._reap()
