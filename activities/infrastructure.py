@@ -5,7 +5,8 @@ timeout, a deploy, a crash) costs nothing however often it happens during one at
 is counted is what the activity itself runs into: the engine unreachable, an image that
 cannot be pulled, a container start the engine refused for reasons of its own. The record
 rides in the heartbeat details (the SDK sends the last details with the failure, and
-Temporal hands them to the next try); a try that reaches its container clears it.
+Temporal hands them to the next try); a try that follows its container through one healthy
+poll of the engine clears it, so failures count as "in a row" only while nothing works.
 
 * At ``INFRA_MAX_ATTEMPTS`` failures in a row the attempt is given up: a non-retryable
   error fails the run, without consuming ``max_retries``.
@@ -52,13 +53,19 @@ def recorded() -> InfraRecord:
     """The record of the tries before this one, from the last heartbeat's details."""
     for detail in activity.info().heartbeat_details:
         if isinstance(detail, dict) and isinstance(detail.get(FAILURES_KEY), int):
-            since = detail.get(OUTAGE_KEY)
-            try:
-                away = datetime.fromisoformat(since) if isinstance(since, str) else None
-            except ValueError:
-                away = None
-            return InfraRecord(max(0, int(detail[FAILURES_KEY])), away)
+            return record_in(detail)
     return InfraRecord()
+
+
+def record_in(details: dict[str, Any]) -> InfraRecord:
+    """The record that heartbeat ``details`` carry (none: a clean record)."""
+    failures = details.get(FAILURES_KEY)
+    since = details.get(OUTAGE_KEY)
+    try:
+        away = datetime.fromisoformat(since) if isinstance(since, str) else None
+    except ValueError:
+        away = None
+    return InfraRecord(max(0, failures) if isinstance(failures, int) else 0, away)
 
 
 def failure_type(err: BaseException, *, final: bool) -> str:

@@ -93,7 +93,7 @@ class TrainingActivities:
             except InvalidSpecError as err:
                 raise ApplicationError(str(err), type=INVALID_SPEC, non_retryable=True) from err
             except Exception as err:
-                raise await self._infrastructure_failure(err, request, heartbeat, infra) from err
+                raise await self._infrastructure_failure(err, request, heartbeat) from err
             finally:
                 await following.close()
 
@@ -126,7 +126,6 @@ class TrainingActivities:
             # requested cancel waits for it (see _stop_on_request) so it can stop the unit.
             following.start = asyncio.ensure_future(self._runtime.start(spec))
             started = await asyncio.shield(following.start)
-            heartbeat.update(**InfraRecord().details())  # this try reached its unit
             await incarnations.remove_units(
                 self._runtime, request.run_id, request.attempt, below=incarnation
             )
@@ -156,6 +155,8 @@ class TrainingActivities:
                 self._settings,
                 first_start=first_start,
                 limit_seconds=request.spec.timeout_seconds,
+                # The engine answered about the unit: failures before were not in a row.
+                on_healthy=lambda: heartbeat.update(**InfraRecord().details()),
             )
             if ended.killed_by_engine_restart and not timed_out:
                 # Not the trainer's doing: its checkpoints are recorded, and the attempt goes
@@ -200,12 +201,12 @@ class TrainingActivities:
             following.start.add_done_callback(ignore_outcome)
 
     async def _infrastructure_failure(
-        self, err: Exception, request: RunAttemptInput, heartbeat: Heartbeat, before: InfraRecord
+        self, err: Exception, request: RunAttemptInput, heartbeat: Heartbeat
     ) -> ApplicationError:
         """This try's failure, recorded in the heartbeat the next try reads."""
         error, after = infrastructure_failure(
             err,
-            before,
+            infrastructure.record_in(heartbeat.details()),
             attempt_started=heartbeat.details().get("started_at") is not None,
             now=utcnow(),
             limit=self._settings.infra_max_attempts,

@@ -9,6 +9,7 @@ activity's heartbeat task beats meanwhile. An engine that cannot be reached ends
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 
 from temporalio import activity
@@ -30,8 +31,11 @@ async def wait_for_exit(
     *,
     first_start: datetime,
     limit_seconds: int | None,
+    on_healthy: Callable[[], None],
 ) -> tuple[UnitExit, bool]:
     """Poll until the unit exits or its time is up; (how it ended, whether it timed out).
+
+    ``on_healthy`` is called once, at the first poll the engine answers.
 
     Raises:
         RuntimeUnavailableError: The engine cannot be reached (or told of an exit while it
@@ -39,8 +43,12 @@ async def wait_for_exit(
     """
     loop = asyncio.get_running_loop()
     next_scan = loop.time() + settings.checkpoint_scan_seconds
+    healthy = False
     while True:
         code = await runtime.wait(name, settings.poll_interval_seconds)
+        if not healthy:
+            on_healthy()
+            healthy = True
         if code is not None:
             return await runtime.exit_details(name), False
         _follow_again_if_cut_off(runtime, name, following)
