@@ -15,8 +15,12 @@ from core.settings import Settings
 from runtimes.base import LABEL_JOB_ID
 from tests.conftest import unique_name, wait_for_status
 
-# The shell keeps 200 MB of output in a variable: far past a 64 MB limit.
-GREEDY = 'echo start >> "$CHECKPOINT_DIR/.starts"; x=$(head -c 200000000 /dev/zero | tr "\\0" x)'
+# The shell keeps 200 MB of output in a variable: far past a 64 MB limit. It waits a second
+# first, as Docker's OOM watch on a container starts just after the container does.
+GREEDY = (
+    'echo start >> "$CHECKPOINT_DIR/.starts"; sleep 1; '
+    'x=$(head -c 200000000 /dev/zero | tr "\\0" x)'
+)
 
 
 def containers_of(job_id: str) -> list[str]:

@@ -180,7 +180,7 @@ class Recorder:
 
     async def oom_killed(self) -> None:
         """A trainer killed for exceeding its memory limit: a training failure, told as such."""
-        greedy = 'x=$(head -c 200000000 /dev/zero | tr "\\0" x)'
+        greedy = 'sleep 1; x=$(head -c 200000000 /dev/zero | tr "\\0" x)'
         job_id = await self.create_job(
             command=["sh", "-c", greedy], resources={"memory": "64m"}, max_retries=0
         )

@@ -26,7 +26,9 @@ from runtimes.docker import DockerRuntime
 from runtimes.docker_state import memory_text, parse_time
 from runtimes.factory import build_runtime
 
-GREEDY = 'x=$(head -c 200000000 /dev/zero | tr "\\0" x)'
+# The pause: Docker's OOM watch on a container starts just after it does, and an OOM within
+# that instant (on a busy host) goes unnoticed; real trainers load for longer than that.
+GREEDY = 'sleep 1; x=$(head -c 200000000 /dev/zero | tr "\\0" x)'
 
 
 @pytest.fixture
