@@ -29,7 +29,8 @@ from runtimes.base import (
     UnitExit,
     stream_in_thread,
 )
-from runtimes.docker_errors import is_bad_command, is_transport_error, unreachable_message, why
+from runtimes.docker_errors import is_bad_command, is_transport_error, unreachable_message
+from runtimes.docker_errors import why as _why
 from runtimes.docker_options import create_kwargs, volumes_of
 from runtimes.docker_state import FINISHED_STATES, read_exit, wait_for_exit
 
@@ -189,13 +190,13 @@ class DockerRuntime:
         try:
             container = client.containers.create(**create_kwargs(spec, self._network_mode, volumes))
         except ImageNotFound as exc:
-            raise ImageUnavailableError(f"image {spec.image} disappeared: {why(exc)}") from exc
+            raise ImageUnavailableError(f"image {spec.image} disappeared: {_why(exc)}") from exc
         except APIError as exc:
             if exc.status_code == 409:
                 logger.info("container %s was created concurrently; reattaching", spec.name)
                 return StartResult(reattached=True)
             if exc.is_client_error():
-                raise InvalidSpecError(f"cannot create {spec.name}: {why(exc)}") from exc
+                raise InvalidSpecError(f"cannot create {spec.name}: {_why(exc)}") from exc
             raise
         self._start_created(container, spec)
         logger.info("started container %s from %s", spec.name, spec.image)
@@ -205,7 +206,7 @@ class DockerRuntime:
         try:
             container.start()
         except APIError as exc:
-            reason = why(exc)
+            reason = _why(exc)
             # A container that failed to start would otherwise be reattached to forever.
             try:
                 container.remove(force=True)
@@ -230,16 +231,16 @@ class DockerRuntime:
                     ) from None
             except APIError as exc:
                 if exc.is_client_error():
-                    raise InvalidSpecError(f"invalid image name {image!r}: {why(exc)}") from exc
+                    raise InvalidSpecError(f"invalid image name {image!r}: {_why(exc)}") from exc
                 raise
         logger.info("pulling image %s", image)
         try:
             client.images.pull(image)
         except (DockerException, requests.RequestException) as exc:
-            if isinstance(exc, APIError) and "invalid reference format" in why(exc):
-                raise InvalidSpecError(f"invalid image name {image!r}: {why(exc)}") from exc
+            if isinstance(exc, APIError) and "invalid reference format" in _why(exc):
+                raise InvalidSpecError(f"invalid image name {image!r}: {_why(exc)}") from exc
             raise ImageUnavailableError(
-                f"image {image} not found locally and pull failed: {why(exc)}"
+                f"image {image} not found locally and pull failed: {_why(exc)}"
             ) from exc
 
     def _wait(self, name: str, timeout: float) -> int | None:
@@ -270,7 +271,7 @@ class DockerRuntime:
         except NotFound:
             pass
         except APIError as exc:
-            if not (exc.status_code == 409 and "already in progress" in why(exc)):
+            if not (exc.status_code == 409 and "already in progress" in _why(exc)):
                 raise
 
     def _list_units(self) -> list[tuple[str, dict[str, str], bool]]:
