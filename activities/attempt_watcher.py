@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from store.models import utcnow
 logger = logging.getLogger(__name__)
 
 _PROGRESS_WRITE_INTERVAL = 1.0
+# How long close() waits for recordings to notice it (a database call may be slow).
+_CLOSE_SECONDS = 10.0
 
 
 class AttemptWatcher:
@@ -68,17 +71,22 @@ class AttemptWatcher:
         self._fingerprinting = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self._scanning: asyncio.Task[None] | None = None
+        self._stop = threading.Event()
 
     async def follow(self, runtime: ContainerRuntime, name: str) -> None:
         """Read the unit's output until it ends, recording as it goes.
 
         Linear in the output: each byte is split into lines once, only marked lines are
         decoded, and the file stays within its bound. A reattached activity resumes the file
-        and skips the output it already holds.
+        and skips the output it already holds; a new unit of the attempt appends to it.
         """
         try:
             await follow_output(
-                runtime.stream_output(name), self._log_path, self._limits, self._handle_marked
+                runtime.stream_output(name),
+                self._log_path,
+                self._limits,
+                self._handle_marked,
+                source=name,
             )
         finally:
             await self.flush_progress()
@@ -147,15 +155,25 @@ class AttemptWatcher:
             await asyncio.wait(set(self._background))
         await self.scan_checkpoints(settled_only=False)
 
-    def abandon(self) -> None:
-        """Stop recording (the worker shuts down; the next one records it all again)."""
-        for task in self._background:
-            task.cancel()
+    async def close(self) -> None:
+        """Stop recording and wait until nothing of it runs (a retry records it all again).
+
+        A checkpoint being hashed stops at its next block rather than read to its end.
+        """
+        self._stop.set()
+        if self._background:
+            _, late = await asyncio.wait(set(self._background), timeout=_CLOSE_SECONDS)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
 
     def _in_background(self, work: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
         async def logged() -> None:
             try:
                 await work
+            except checkpoint_files.HashingStopped:
+                pass  # closed: the next try of the attempt records it
             except Exception as err:  # the last scan records whatever this one missed
                 logger.warning("%s failed: %s", what, err)
 
@@ -218,7 +236,9 @@ class AttemptWatcher:
             )
         if known is not None:
             return size, known, mtime_ns
-        hashed_size, sha256 = await asyncio.to_thread(checkpoint_files.fingerprint, path)
+        hashed_size, sha256 = await asyncio.to_thread(
+            checkpoint_files.fingerprint, path, self._stop
+        )
         after = await asyncio.to_thread(checkpoint_files.state_of, path)
         unchanged = after == (size, mtime_ns) and hashed_size == size
         return hashed_size, sha256, mtime_ns if unchanged else None

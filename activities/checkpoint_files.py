@@ -44,10 +44,16 @@ class HashCounter:
 HASHED = HashCounter()
 
 
-def fingerprint(path: Path) -> tuple[int, str]:
+class HashingStopped(Exception):
+    """``fingerprint`` was told to stop before it read everything."""
+
+
+def fingerprint(path: Path, stop: threading.Event | None = None) -> tuple[int, str]:
     """Size in bytes and sha256 of a file, or of a directory's files (names included).
 
-    Reads every byte: call it in a thread, and only when ``state_of`` changed.
+    Reads every byte: call it in a thread, and only when ``state_of`` changed. Setting
+    ``stop`` ends it at the next block it reads (``HashingStopped``), so the thread does not
+    outlive the activity that asked.
     """
     digest = hashlib.sha256()
     size = 0
@@ -58,6 +64,8 @@ def fingerprint(path: Path) -> tuple[int, str]:
         HASHED.add(file)
         with open(file, "rb") as handle:
             while block := handle.read(1 << 20):
+                if stop is not None and stop.is_set():
+                    raise HashingStopped(str(file))
                 digest.update(block)
                 size += len(block)
     return size, digest.hexdigest()

@@ -28,9 +28,14 @@ async def container_spec(
     runtime: ContainerRuntime,
     sessions: async_sessionmaker[AsyncSession],
     settings: Settings,
+    incarnation: int = 1,
 ) -> ContainerSpec:
     """The unit of ``request``: its environment (secrets resolved here, on the worker) and
-    the checkpoint directory as the trainer sees it; the resume point follows the policy."""
+    the checkpoint directory as the trainer sees it; the resume point follows the policy.
+
+    A later ``incarnation`` (the attempt goes on after an engine restart killed its unit)
+    resumes from the latest checkpoint the policy allows, the attempt's own included.
+    """
     spec = request.spec
     # A runtime that mounts the directory shows it at the job's path; else the host's.
     mounted = runtime.mounts_checkpoints
@@ -51,7 +56,7 @@ async def container_spec(
         env["RESUME_FROM"] = f"{checkpoint_dir.rstrip('/')}/{resume_from}"
     await asyncio.to_thread(host_dir.mkdir, parents=True, exist_ok=True)
     return ContainerSpec(
-        name=unit_name(request.job_id, request.run_id, request.attempt),
+        name=unit_name(request.job_id, request.run_id, request.attempt, incarnation),
         job_id=request.job_id,
         run_id=request.run_id,
         attempt=request.attempt,
@@ -62,6 +67,7 @@ async def container_spec(
         checkpoint_mount_path=spec.checkpoint_path if mounted else None,
         resources=spec.resources,
         deployment=settings.deployment,
+        incarnation=incarnation,
     )
 
 

@@ -32,6 +32,10 @@ class Heartbeat:
         """Merge what ``source`` returns into the details of every beat from now on."""
         self._sources.append(source)
 
+    def beat_now(self) -> None:
+        """Send the details at once, ahead of a failure that the next try must know of."""
+        activity.heartbeat(self.details())
+
     def details(self) -> dict[str, Any]:
         details = dict(self._details)
         for source in self._sources:

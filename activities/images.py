@@ -69,19 +69,24 @@ async def make_image_ready(runtime: ContainerRuntime, image: str, heartbeat: Hea
         ApplicationError: ``ImageUnavailable`` (retried, a bounded number of times),
             ``InvalidSpec`` or ``RuntimeUnavailable`` (neither retried).
     """
-    latest: list[dict[str, Any]] = [{}]
-    # Called from the pulling thread: replacing the list's item is atomic, and the heartbeat
-    # task reads whichever summary is newest.
-    heartbeat.add_source(lambda: {"pull": latest[0] or None})
-    began = time.monotonic()
     try:
-        pulled = await runtime.prepare_image(image, lambda summary: latest.__setitem__(0, summary))
+        return await prepare_image(runtime, image, heartbeat)
     except RuntimeUnavailableError as err:
         raise ApplicationError(str(err), type=RUNTIME_UNAVAILABLE, non_retryable=True) from err
     except InvalidSpecError as err:
         raise ApplicationError(str(err), type=INVALID_SPEC, non_retryable=True) from err
     except ImageUnavailableError as err:
         raise ApplicationError(str(err), type=IMAGE_UNAVAILABLE) from err
+
+
+async def prepare_image(runtime: ContainerRuntime, image: str, heartbeat: Heartbeat) -> bool:
+    """Pull ``image`` as the policy says, progress in ``heartbeat``; the runtime's errors as is."""
+    latest: list[dict[str, Any]] = [{}]
+    # Called from the pulling thread: replacing the list's item is atomic, and the heartbeat
+    # task reads whichever summary is newest.
+    heartbeat.add_source(lambda: {"pull": latest[0] or None})
+    began = time.monotonic()
+    pulled = await runtime.prepare_image(image, lambda summary: latest.__setitem__(0, summary))
     if pulled:
         summary = latest[0]
         activity.logger.info(

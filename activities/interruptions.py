@@ -20,11 +20,31 @@ from runtimes.base import StartResult
 
 @dataclass
 class Following:
-    """How far one try got: the start it asked for, then the watcher following the unit."""
+    """How far one try got: its unit, the start it asked for, the watcher following it."""
 
     start: asyncio.Future[StartResult] | None = None
     watcher: AttemptWatcher | None = None
     task: asyncio.Task[None] | None = None
+    # The unit this try starts or follows: the attempt's newest incarnation.
+    name: str | None = None
+
+    async def close(self) -> None:
+        """Stop what this try runs in the background and wait until it has stopped.
+
+        The output follower (a task and its reader thread) and the watcher's recordings
+        (checkpoint hashing threads included) end with the try, whichever way it ends: a
+        retry follows the unit again, and nothing may write its log behind its back.
+        """
+        task, self.task = self.task, None
+        watcher, self.watcher = self.watcher, None
+        if task is not None and not task.done():
+            task.cancel()
+        if watcher is not None:
+            await watcher.close()
+        if task is not None:
+            await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is not None:
+                activity.logger.debug("output follower ended: %s", task.exception())
 
 
 def ignore_outcome(future: asyncio.Future[StartResult]) -> None:

@@ -4,7 +4,8 @@ Every bound is a setting: a line longer than ``max_line`` bytes is split (each p
 last marked), and a log past ``max_bytes`` keeps its first half and its newest part, with a
 marker between them. A reattached activity resumes the same file: ``<log>.offset`` records
 how many bytes of the unit's output the file already holds (up to the last whole line), and
-the replayed stream is skipped up to there.
+the replayed stream is skipped up to there. The offset belongs to one unit (its ``source``):
+the output of the attempt's next unit, after an engine restart, is appended from its start.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class LineSplitter:
 class _State:
     consumed: int = 0  # bytes of the unit's output the file holds, up to a whole line
     head_end: int | None = None  # file offset where the newest part starts, once elided
+    source: str | None = None  # the unit whose output ``consumed`` counts
 
 
 class BoundedLog:
@@ -97,17 +99,22 @@ class BoundedLog:
         self._handle: BinaryIO | None = None
         self._size = 0
 
-    def open(self) -> int:
-        """Open the file, resuming it if an earlier activity wrote it; bytes to skip."""
+    def open(self, source: str | None = None) -> int:
+        """Open the file, resuming it if an earlier activity wrote it; bytes of ``source``'s
+        output to skip (none for a unit other than the one the file was following)."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
         try:
             saved = json.loads(self._offset_path.read_text(encoding="utf-8"))
-            self._state = _State(int(saved["consumed"]), saved.get("head_end"))
+            self._state = _State(int(saved["consumed"]), saved.get("head_end"), saved.get("source"))
             mode = "r+b"
         except (OSError, ValueError, KeyError, TypeError):
             self._state, mode = _State(), "w+b"
         if mode == "r+b" and not self._path.exists():
             self._state, mode = _State(), "w+b"
+        # Offsets saved before units had sources were the attempt's one unit's.
+        if source is not None and self._state.source not in (None, source):
+            self._state.consumed = 0
+        self._state.source = source or self._state.source
         handle: BinaryIO = open(self._path, mode)  # type: ignore[assignment]  # noqa: SIM115
         self._handle = handle  # closed by close()
         self._size = handle.seek(0, os.SEEK_END)
@@ -145,7 +152,13 @@ class BoundedLog:
         self._handle.flush()
         temporary = self._offset_path.with_name(self._offset_path.name + ".tmp")
         temporary.write_text(
-            json.dumps({"consumed": self._state.consumed, "head_end": self._state.head_end}),
+            json.dumps(
+                {
+                    "consumed": self._state.consumed,
+                    "head_end": self._state.head_end,
+                    "source": self._state.source,
+                }
+            ),
             encoding="utf-8",
         )
         os.replace(temporary, self._offset_path)
@@ -195,15 +208,19 @@ async def follow_output(
     path: Path,
     limits: LogLimits,
     on_marked: Callable[[bytes], Awaitable[None]] | None = None,
+    *,
+    source: str | None = None,
 ) -> None:
     """Copy a unit's output into its bounded log at ``path`` until the stream ends.
 
     Linear in the output: each byte is split into lines once, and only lines carrying a
     protocol mark reach ``on_marked``. A file an earlier activity wrote is resumed: the
-    output it already holds is skipped, so nothing is written or reported twice.
+    output of the same ``source`` (the unit's name) it already holds is skipped, so nothing
+    is written or reported twice. The stream is closed however this ends, so its reader
+    stops with it.
     """
     log = BoundedLog(path, limits.max_bytes, limits.max_line)
-    skip = await asyncio.to_thread(log.open)
+    skip = await asyncio.to_thread(log.open, source)
     splitter = LineSplitter(limits.max_line)
     loop = asyncio.get_running_loop()
     seen, saved_at = 0, loop.time()
@@ -229,7 +246,17 @@ async def follow_output(
         if on_marked is not None and rest[:128].lstrip().startswith(_MARKS):
             await on_marked(rest)
     finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
         await asyncio.to_thread(log.close)
+
+
+def append_note(path: Path, note: str) -> None:
+    """A line of the orchestrator's own in an attempt's log, between two units' output."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as log:
+        log.write(f"--- {note} ---\n".encode())
 
 
 def _write(log: BoundedLog, lines: list[tuple[bytes, bool]], consumed: int, save: bool) -> None:

@@ -1,46 +1,46 @@
-"""The activity that runs one training attempt in the configured container runtime."""
+"""The activity that runs one training attempt in the configured container runtime.
+
+An attempt is followed to its end whatever happens around it, and each kind of trouble is
+paid for by whoever caused it:
+
+* a lost worker (crash, deploy, lost heartbeat): Temporal retries the activity, without
+  limit, and the retry reattaches to the attempt's unit by name. Nothing is counted.
+* an engine restart that killed the unit: the attempt goes on in the next incarnation of
+  its unit, resuming from the latest checkpoint (``activities/incarnations.py``). Nothing is
+  counted, and the workflow sees one attempt.
+* the activity's own infrastructure failures (engine unreachable, image not pulled, a start
+  the engine refused): at most INFRA_MAX_ATTEMPTS in a row (``activities/infrastructure.py``).
+* the trainer's own end (its exit code, out of memory, its time limit): the outcome, which
+  the workflow counts against ``max_retries`` if it failed.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import incarnations, infrastructure
 from activities.attempt_watcher import AttemptWatcher
 from activities.container_spec import checkpoint_host_dir, container_spec
 from activities.fault_points import pause_at
 from activities.heartbeat import Heartbeat, beat_interval
-from activities.images import make_image_ready
-from activities.interruptions import (
-    Following,
-    cancel_requested,
-    ignore_outcome,
-    recorded_start,
-)
+from activities.images import prepare_image
+from activities.infrastructure import InfraRecord, infrastructure_failure
+from activities.interruptions import Following, cancel_requested, ignore_outcome, recorded_start
+from activities.output_log import append_note
+from activities.recorded_outcomes import recorded_outcome
+from activities.unit_wait import wait_for_exit
 from core.settings import Settings
-from runtimes.base import (
-    ContainerRuntime,
-    ImageUnavailableError,
-    InvalidSpecError,
-    RuntimeUnavailableError,
-    unit_name,
-)
+from runtimes.base import ContainerRuntime, InvalidSpecError, unit_name
 from store import runs as run_store
 from store.log_files import attempt_log_path, read_tail
 from store.models import utcnow
-from workflows.models import (
-    IMAGE_UNAVAILABLE,
-    INVALID_SPEC,
-    RUN_TRAINING_CONTAINER,
-    RUNTIME_UNAVAILABLE,
-    AttemptOutcome,
-    RunAttemptInput,
-)
+from workflows.models import INVALID_SPEC, RUN_TRAINING_CONTAINER, AttemptOutcome, RunAttemptInput
 
 # After the unit exits, how long its output stream may take to drain.
 _DRAIN_SECONDS = 10.0
@@ -66,48 +66,38 @@ class TrainingActivities:
         Heartbeats from start to finish with the trainer's progress. Only a cancel the
         workflow asked for stops the container: a lost heartbeat, an unreachable server, a
         pause, a reset or a worker shutdown leave it training, Temporal retries the activity
-        and the retry reattaches to the same container by name.
+        and the retry reattaches to the same container by name. Whichever way a try ends,
+        nothing it ran in the background (output follower, reader thread, checkpoint
+        hashing) outlives it.
         """
-        name = unit_name(request.job_id, request.run_id, request.attempt)
         previous_start = recorded_start()
+        infra = infrastructure.recorded()
         heartbeat = Heartbeat(
             beat_interval(self._settings.poll_interval_seconds),
             {
                 "attempt": request.attempt,
-                "container": name,
+                "container": unit_name(request.job_id, request.run_id, request.attempt),
                 "started_at": previous_start.isoformat() if previous_start else None,
                 "progress": None,
+                **infra.details(),
             },
         )
-        async with heartbeat.running():
-            return await self._run_attempt(request, heartbeat, previous_start)
-
-    async def _run_attempt(
-        self, request: RunAttemptInput, heartbeat: Heartbeat, previous_start: datetime | None
-    ) -> AttemptOutcome:
         following = Following()
-        try:
-            return await self._attempt(request, heartbeat, previous_start, following)
-        except asyncio.CancelledError:
-            name = unit_name(request.job_id, request.run_id, request.attempt)
-            if not cancel_requested():
-                # Temporal lost track of this try (heartbeat timeout, server gone or reset,
-                # paused) or the worker is shutting down: the trainer must not pay for it.
-                activity.logger.warning(
-                    "interrupted (%s); %s keeps running for the retry to reattach",
-                    activity.cancellation_details() or "no details",
-                    name,
-                )
-                if following.task is not None:
-                    following.task.cancel()
-                if following.watcher is not None:
-                    following.watcher.abandon()
-                if following.start is not None:
-                    following.start.add_done_callback(ignore_outcome)
+        heartbeat.add_source(
+            lambda: following.watcher.heartbeat_details() if following.watcher else {}
+        )
+        async with heartbeat.running():
+            try:
+                return await self._attempt(request, heartbeat, previous_start, following)
+            except asyncio.CancelledError:
+                await self._interrupted(request, following, previous_start)
                 raise
-            # The run is being cancelled, in whichever phase this try was.
-            await self._stop_on_request(name, request, following, previous_start)
-            raise
+            except InvalidSpecError as err:
+                raise ApplicationError(str(err), type=INVALID_SPEC, non_retryable=True) from err
+            except Exception as err:
+                raise await self._infrastructure_failure(err, request, heartbeat) from err
+            finally:
+                await following.close()
 
     async def _attempt(
         self,
@@ -119,77 +109,153 @@ class TrainingActivities:
         log_path = attempt_log_path(
             self._settings.log_dir, request.job_id, request.run_id, request.attempt
         )
-        if (recorded := await self._recorded_outcome(request, log_path)) is not None:
+        recorded = await recorded_outcome(self._runtime, self._sessions, request, log_path)
+        if recorded is not None:
             return recorded
         if not request.image_ready:
-            # A run from before pull_image: its attempts make their image ready themselves.
-            await make_image_ready(self._runtime, request.spec.image, heartbeat)
-        try:
-            host_dir = checkpoint_host_dir(
-                self._settings.checkpoint_root_dir, request.spec.checkpoint_path
-            )
+            # A run from before pull_image: its attempts make their image ready themselves
+            # (a failed pull is one of this activity's infrastructure failures).
+            await prepare_image(self._runtime, request.spec.image, heartbeat)
+        host_dir = checkpoint_host_dir(
+            self._settings.checkpoint_root_dir, request.spec.checkpoint_path
+        )
+        incarnation = await incarnations.current_incarnation(
+            self._runtime, request.run_id, request.attempt
+        )
+        while True:
             spec = await container_spec(
-                request, host_dir, self._runtime, self._sessions, self._settings
+                request, host_dir, self._runtime, self._sessions, self._settings, incarnation
             )
+            following.name = spec.name
+            heartbeat.update(container=spec.name, incarnation=incarnation)
             # The engine finishes a start it has begun whatever happens to this task; a
             # requested cancel waits for it (see _stop_on_request) so it can stop the unit.
             following.start = asyncio.ensure_future(self._runtime.start(spec))
             started = await asyncio.shield(following.start)
-        except RuntimeUnavailableError as err:
-            raise ApplicationError(str(err), type=RUNTIME_UNAVAILABLE, non_retryable=True) from err
-        except InvalidSpecError as err:
-            raise ApplicationError(str(err), type=INVALID_SPEC, non_retryable=True) from err
-        except ImageUnavailableError as err:
-            raise ApplicationError(str(err), type=IMAGE_UNAVAILABLE) from err
-        if started.reattached:
-            activity.logger.info("reattached to %s", spec.name)
-        await pause_at(self._settings, "start")
-
-        # A retry keeps the first start: the time limit counts from it.
-        first_start = previous_start or utcnow()
-        heartbeat.update(started_at=first_start.isoformat())
-        async with self._sessions() as session:
-            await run_store.record_attempt_start(
-                session, request.job_id, request.run_id, request.attempt, first_start
+            await pause_at(self._settings, "start")
+            await incarnations.remove_units(
+                self._runtime, request.run_id, request.attempt, below=incarnation
             )
-        watcher = AttemptWatcher(
-            sessions=self._sessions,
-            job_id=request.job_id,
-            run_id=request.run_id,
-            attempt=request.attempt,
-            log_path=log_path,
-            checkpoint_dir=host_dir,
-            limits=self._settings.log_limits,
+            if started.reattached:
+                activity.logger.info("reattached to %s", spec.name)
+            # A retry and a new incarnation keep the first start: the time limit counts from it.
+            first_start = previous_start = previous_start or utcnow()
+            heartbeat.update(started_at=first_start.isoformat())
+            async with self._sessions() as session:
+                await run_store.record_attempt_start(
+                    session, request.job_id, request.run_id, request.attempt, first_start
+                )
+            following.watcher = watcher = AttemptWatcher(
+                sessions=self._sessions,
+                job_id=request.job_id,
+                run_id=request.run_id,
+                attempt=request.attempt,
+                log_path=log_path,
+                checkpoint_dir=host_dir,
+                limits=self._settings.log_limits,
+            )
+            following.task = asyncio.create_task(watcher.follow(self._runtime, spec.name))
+            ended, timed_out = await wait_for_exit(
+                self._runtime,
+                spec.name,
+                following,
+                self._settings,
+                first_start=first_start,
+                limit_seconds=request.spec.timeout_seconds,
+                # The engine answered about the unit: failures before were not in a row.
+                on_healthy=lambda: heartbeat.update(**InfraRecord().details()),
+            )
+            if ended.killed_by_engine_restart and not timed_out:
+                # Not the trainer's doing: its checkpoints are recorded, and the attempt goes
+                # on in a new unit that resumes from the latest.
+                await self._drain(spec.name, following)
+                await watcher.finish_checkpoints()
+                await following.close()
+                incarnation += 1
+                note = (
+                    f"engine restarted and killed the trainer (exit code {ended.code}); "
+                    f"it resumes in a new container, incarnation {incarnation}"
+                )
+                activity.logger.warning("%s: %s", spec.name, note)
+                await asyncio.to_thread(append_note, log_path, note)
+                continue
+            await pause_at(self._settings, "finish")
+            await self._finish(spec.name, request, following, ended.code)
+            # Bounded: the tail rides in the result, which Temporal limits in size.
+            return AttemptOutcome(
+                exit_code=ended.code,
+                log_tail=await asyncio.to_thread(read_tail, log_path),
+                reattached=started.reattached,
+                timed_out=timed_out,
+                oom_killed=ended.oom_killed,
+                memory_limit=ended.memory_limit,
+            )
+
+    async def _interrupted(
+        self, request: RunAttemptInput, following: Following, previous_start: datetime | None
+    ) -> None:
+        if cancel_requested():
+            # The run is being cancelled, in whichever phase this try was.
+            await self._stop_on_request(request, following, previous_start)
+            return
+        # Temporal lost track of this try (heartbeat timeout, server gone or reset, paused)
+        # or the worker is shutting down: the trainer must not pay for it.
+        activity.logger.warning(
+            "interrupted (%s); %s keeps running for the retry to reattach",
+            activity.cancellation_details() or "no details",
+            following.name or "the attempt's unit",
         )
-        heartbeat.add_source(watcher.heartbeat_details)
-        following.watcher = watcher
-        following.task = asyncio.create_task(watcher.follow(self._runtime, spec.name))
-        exit_code, timed_out = await self._wait(spec.name, request, watcher, first_start)
-        await pause_at(self._settings, "finish")
-        await self._finish(spec.name, request, watcher, following.task, exit_code)
-        # Bounded: the tail rides in the result, which Temporal limits in size.
-        tail = await asyncio.to_thread(read_tail, log_path)
-        return AttemptOutcome(
-            exit_code=exit_code,
-            log_tail=tail,
-            reattached=started.reattached,
-            timed_out=timed_out,
+        if following.start is not None:
+            following.start.add_done_callback(ignore_outcome)
+
+    async def _infrastructure_failure(
+        self, err: Exception, request: RunAttemptInput, heartbeat: Heartbeat
+    ) -> ApplicationError:
+        """This try's failure, recorded in the heartbeat the next try reads."""
+        error, after = infrastructure_failure(
+            err,
+            infrastructure.record_in(heartbeat.details()),
+            attempt_started=heartbeat.details().get("started_at") is not None,
+            now=utcnow(),
+            limit=self._settings.infra_max_attempts,
+            outage_seconds=self._settings.engine_outage_seconds,
         )
+        activity.logger.warning("%s", error.message)
+        heartbeat.update(**after.details())
+        heartbeat.beat_now()
+        if error.non_retryable:
+            # Given up: the run fails, so nothing of the attempt may train on.
+            try:
+                stopped = await incarnations.stop_units(
+                    self._runtime,
+                    request.run_id,
+                    request.attempt,
+                    self._settings.stop_grace_seconds,
+                )
+                async with self._sessions() as session:
+                    await run_store.record_attempt_end(
+                        session, request.run_id, request.attempt, stopped, utcnow()
+                    )
+            except Exception as cleanup:  # the reconciler removes what is left, later
+                activity.logger.warning("could not stop the attempt's units: %s", cleanup)
+        return error
 
     async def _stop_on_request(
-        self,
-        name: str,
-        request: RunAttemptInput,
-        following: Following,
-        previous_start: datetime | None,
+        self, request: RunAttemptInput, following: Following, previous_start: datetime | None
     ) -> None:
         """Stop the attempt's unit for a requested cancel, record its end and remove it."""
         if following.start is not None:
             with contextlib.suppress(Exception):  # failed to start: stopping finds nothing
                 await following.start
+        name = following.name or unit_name(
+            request.job_id,
+            request.run_id,
+            request.attempt,
+            await incarnations.current_incarnation(self._runtime, request.run_id, request.attempt),
+        )
         stopped = await self._runtime.stop(name, self._settings.stop_grace_seconds)
         if following.watcher is not None and following.task is not None:
-            await self._finish(name, request, following.watcher, following.task, stopped)
+            await self._finish(name, request, following, stopped)
             return
         # Cancelled before this try followed the unit (it may be an earlier try's): the
         # attempt still ran, however briefly.
@@ -205,86 +271,30 @@ class TrainingActivities:
                 await run_store.record_attempt_end(
                     session, request.run_id, request.attempt, stopped, utcnow()
                 )
-        await self._runtime.remove(name)
+        await incarnations.remove_units(self._runtime, request.run_id, request.attempt)
 
-    async def _recorded_outcome(
-        self, request: RunAttemptInput, log_path: Path
-    ) -> AttemptOutcome | None:
-        """The outcome an earlier try of this activity recorded, if the attempt is over.
-
-        The end is recorded before the unit is removed and the result reported: a try
-        interrupted after that (its result lost with a Temporal outage, say) must not start
-        the trainer again, so its retry reports what was recorded instead.
-        """
-        async with self._sessions() as session:
-            row = await run_store.find_attempt(session, request.run_id, request.attempt)
-        if row is None or row.ended_at is None or row.exit_code is None:
-            return None
-        name = unit_name(request.job_id, request.run_id, request.attempt)
-        activity.logger.info(
-            "%s already ended with exit code %d; reporting it", name, row.exit_code
-        )
+    async def _drain(self, name: str, following: Following) -> None:
+        """Let the output of an exited unit reach the log, for a bounded time."""
+        if following.task is None:
+            return
         try:
-            await self._runtime.remove(name)  # the earlier try may not have got that far
-        except Exception as err:  # the reconciler removes it later; the outcome stands
-            activity.logger.warning("could not remove %s: %s", name, err)
-        # Not recorded as such: an attempt stopped at its limit ran past it and failed.
-        limit = request.spec.timeout_seconds
-        ran = (row.ended_at - row.started_at).total_seconds()
-        return AttemptOutcome(
-            exit_code=row.exit_code,
-            log_tail=await asyncio.to_thread(read_tail, log_path),
-            reattached=True,
-            timed_out=limit is not None and ran > limit and row.exit_code != 0,
-        )
-
-    async def _wait(
-        self,
-        name: str,
-        request: RunAttemptInput,
-        watcher: AttemptWatcher,
-        first_start: datetime,
-    ) -> tuple[int, bool]:
-        """Poll until the unit exits or its time is up; (exit code, timed out)."""
-        loop = asyncio.get_running_loop()
-        next_scan = loop.time() + self._settings.checkpoint_scan_seconds
-        while True:
-            exit_code = await self._runtime.wait(name, self._settings.poll_interval_seconds)
-            if exit_code is not None:
-                return exit_code, False
-            await watcher.flush_if_due()
-            if loop.time() >= next_scan:
-                # Unannounced checkpoints are recorded as they appear, once they settle; in
-                # the background, as hashing a large one takes longer than a heartbeat timeout.
-                watcher.start_scan()
-                next_scan = loop.time() + self._settings.checkpoint_scan_seconds
-            elapsed = (utcnow() - first_start).total_seconds()
-            limit = request.spec.timeout_seconds
-            if limit is not None and elapsed > limit:
-                activity.logger.info("%s exceeded its %d s", name, limit)
-                code = await self._runtime.stop(name, self._settings.stop_grace_seconds)
-                return (code if code is not None else 137), True
-
-    async def _finish(
-        self,
-        name: str,
-        request: RunAttemptInput,
-        watcher: AttemptWatcher,
-        following: asyncio.Task[None],
-        exit_code: int | None,
-    ) -> None:
-        """Drain the output, record the last checkpoints and the exit, remove the unit."""
-        try:
-            await asyncio.wait_for(asyncio.shield(following), _DRAIN_SECONDS)
+            await asyncio.wait_for(asyncio.shield(following.task), _DRAIN_SECONDS)
         except TimeoutError:
-            following.cancel()
+            following.task.cancel()
             activity.logger.warning("output of %s did not drain in time", name)
         except Exception as err:  # the log is incomplete, the outcome still stands
             activity.logger.warning("following the output of %s failed: %s", name, err)
-        await watcher.finish_checkpoints()  # heartbeats go on meanwhile: hashing takes time
+
+    async def _finish(
+        self, name: str, request: RunAttemptInput, following: Following, exit_code: int | None
+    ) -> None:
+        """Drain the output, record the last checkpoints and the exit, remove the units."""
+        await self._drain(name, following)
+        if following.watcher is not None:
+            await following.watcher.finish_checkpoints()  # heartbeats go on: hashing is slow
         async with self._sessions() as session:
             await run_store.record_attempt_end(
                 session, request.run_id, request.attempt, exit_code, utcnow()
             )
         await pause_at(self._settings, "result")
-        await self._runtime.remove(name)
+        await incarnations.remove_units(self._runtime, request.run_id, request.attempt)

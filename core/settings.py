@@ -91,6 +91,11 @@ class Settings(BaseSettings):
         default=None, description="Root of all checkpoint paths; default DATA_DIR/checkpoint-root."
     )
     container_network: str = "bridge"
+    docker_host: str | None = Field(
+        default=None,
+        description="Docker engine of the worker (unix:///..., tcp://...); default: the "
+        "DOCKER_HOST environment variable, else the local socket.",
+    )
     image_pull_policy: Literal["if-not-present", "always", "never"] = "if-not-present"
 
     retry_backoff_seconds: float = Field(default=10.0, ge=0)
@@ -98,8 +103,13 @@ class Settings(BaseSettings):
     heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
     poll_interval_seconds: float = Field(default=2.0, gt=0)
     stop_grace_seconds: float = Field(default=10.0, ge=0)
+    # Consecutive infrastructure failures (engine unreachable, pull failed, ...) one training
+    # attempt may have before the run fails; worker losses never count.
     infra_max_attempts: int = Field(default=5, ge=1)
     host_loss_timeout_seconds: float = Field(default=600.0, gt=0)
+    # How long an attempt whose container was running waits for its unreachable engine
+    # (restarting, say) before that counts as one infrastructure failure.
+    engine_outage_seconds: float = Field(default=300.0, ge=0)
     reconcile_interval_seconds: float = Field(default=30.0, gt=0)
     backfill_max_firings: int = Field(default=1000, ge=1)
     # The longest range one backfill may cover (dry run or not).

@@ -2,7 +2,9 @@
 
 A runtime runs one training attempt as a named unit (a Docker container or a local process
 group). Names are derived from the run and attempt, so a restarted activity finds the unit a
-crashed worker left behind and reattaches to it instead of starting a second one.
+crashed worker left behind and reattaches to it instead of starting a second one. An attempt
+whose unit was killed by its engine's restart goes on in a new unit, the attempt's next
+*incarnation*: a new name, the same labels plus the incarnation number.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ LABEL_PREFIX = "io.training-orchestrator"
 LABEL_JOB_ID = f"{LABEL_PREFIX}.job-id"
 LABEL_RUN_ID = f"{LABEL_PREFIX}.run-id"
 LABEL_ATTEMPT = f"{LABEL_PREFIX}.attempt"
+# Which unit of the attempt this is: 1, then one more after each engine restart that killed it.
+LABEL_INCARNATION = f"{LABEL_PREFIX}.incarnation"
 # Which orchestrator started the unit (Temporal address, namespace, task queue): several may
 # share one Docker engine, and each reconciler must only touch its own units.
 LABEL_DEPLOYMENT = f"{LABEL_PREFIX}.deployment"
@@ -31,14 +35,23 @@ ProgressReport = Callable[[dict[str, Any]], None]
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
-def unit_name(job_id: str, run_id: str, attempt: int) -> str:
+def unit_name(job_id: str, run_id: str, attempt: int, incarnation: int = 1) -> str:
     """Name of the container (or process directory) of one attempt of one run.
 
     Temporal workflow ids of scheduled runs contain ``:`` and other characters Docker rejects,
-    so the run id enters the name as a short hash; the job id is kept readable.
+    so the run id enters the name as a short hash; the job id is kept readable. The first
+    incarnation keeps the name units had before incarnations existed (``...-a1``); later ones
+    add theirs (``...-a1-i2``).
     """
     digest = hashlib.sha256(run_id.encode()).hexdigest()[:12]
-    return f"orch-{_UNSAFE.sub('-', job_id)}-{digest}-a{attempt}"
+    name = f"orch-{_UNSAFE.sub('-', job_id)}-{digest}-a{attempt}"
+    return name if incarnation == 1 else f"{name}-i{incarnation}"
+
+
+def incarnation_of(labels: dict[str, str]) -> int:
+    """The incarnation a unit's labels give (units from before incarnations are the first)."""
+    value = labels.get(LABEL_INCARNATION, "1")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,7 @@ class ContainerSpec:
     # ``gpus`` (count or "all"), ``cpus`` (float), ``memory`` ("8g"); see jobs.fields.Resources.
     resources: dict[str, Any] | None = None
     deployment: str = ""
+    incarnation: int = 1
 
     @property
     def labels(self) -> dict[str, str]:
@@ -65,6 +79,7 @@ class ContainerSpec:
             LABEL_JOB_ID: self.job_id,
             LABEL_RUN_ID: self.run_id,
             LABEL_ATTEMPT: str(self.attempt),
+            LABEL_INCARNATION: str(self.incarnation),
             LABEL_DEPLOYMENT: self.deployment,
         }
 
@@ -76,8 +91,25 @@ class StartResult:
     reattached: bool
 
 
+@dataclass(frozen=True)
+class UnitExit:
+    """How a unit ended, as far as its runtime can tell."""
+
+    code: int
+    # The kernel killed it for using more memory than its limit (Docker's State.OOMKilled).
+    oom_killed: bool = False
+    # The unit's memory limit as Docker writes one ("64m"), if it had one.
+    memory_limit: str | None = None
+    # Its engine restarted under it and killed it: not the trainer's doing (see
+    # docs/operations.md, "Engine restarts", for how this is told and where it cannot be).
+    killed_by_engine_restart: bool = False
+
+
 class RuntimeUnavailableError(Exception):
-    """The runtime itself cannot be reached (no Docker engine, for example). Not retried."""
+    """The runtime cannot be reached (no Docker engine, or one that is restarting).
+
+    An infrastructure failure: retried a bounded number of times (INFRA_MAX_ATTEMPTS).
+    """
 
 
 class ImageUnavailableError(Exception):
@@ -115,6 +147,15 @@ class ContainerRuntime(Protocol):
 
     async def wait(self, name: str, timeout: float) -> int | None:
         """Wait at most ``timeout`` seconds; the exit code, or None while still running."""
+        ...
+
+    async def exit_details(self, name: str) -> UnitExit:
+        """How a unit that :meth:`wait` saw exit ended: memory, engine restart.
+
+        Raises:
+            LookupError: No unit has this name, or it has not exited.
+            RuntimeUnavailableError: The runtime cannot tell now (an engine going down).
+        """
         ...
 
     async def logs(self, name: str, tail: int | None = None) -> str:
@@ -166,6 +207,8 @@ class StreamStop(threading.Event):
 # Output read but not yet taken by the consumer: past this the reader waits, so a slow consumer
 # slows the reader instead of filling memory.
 STREAM_BUFFER_BYTES = 4 * 1024 * 1024
+# How long a closed stream waits for its reader thread to end.
+READER_EXIT_SECONDS = 5.0
 
 
 async def stream_in_thread(
@@ -212,7 +255,8 @@ async def stream_in_thread(
                 ended.append(error)
             wake()
 
-    threading.Thread(target=pump, name="output-stream", daemon=True).start()
+    reader = threading.Thread(target=pump, name="output-stream", daemon=True)
+    reader.start()
     try:
         while True:
             await ready.wait()
@@ -231,3 +275,8 @@ async def stream_in_thread(
         stop.set()
         with lock:
             lock.notify_all()
+        # Closed (or cancelled) means the reader is gone, not going: wait for its end, bounded
+        # in case a closer cannot interrupt its read.
+        deadline = loop.time() + READER_EXIT_SECONDS
+        while reader.is_alive() and loop.time() < deadline:
+            await asyncio.sleep(0.01)

@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Literal, cast
+from typing import Any, TypeVar, cast
 
 import docker
 import requests
-import urllib3.exceptions
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 
@@ -29,17 +27,18 @@ from runtimes.base import (
     RuntimeUnavailableError,
     StartResult,
     StreamStop,
+    UnitExit,
     stream_in_thread,
 )
+from runtimes.docker_errors import is_bad_command, is_transport_error, unreachable_message
+from runtimes.docker_errors import why as _why
 from runtimes.docker_images import PullPolicy, prepare_image
 from runtimes.docker_options import create_kwargs, volumes_of
+from runtimes.docker_state import FINISHED_STATES, read_exit, wait_for_exit
 
 logger = logging.getLogger(__name__)
 
-# Engines that predate the 400 mapping report a command that cannot exec as a 500, so the
-# wording is the only reliable sign that retrying would not help.
-_BAD_COMMAND_MARKERS = ("executable file not found", "OCI runtime create failed")
-_FINISHED_STATES = ("exited", "dead")
+_T = TypeVar("_T")
 
 
 class DockerRuntime:
@@ -57,6 +56,7 @@ class DockerRuntime:
         client_factory: Callable[[], docker.DockerClient] = docker.from_env,
         network_mode: str = "bridge",
         pull_policy: PullPolicy = "if-not-present",
+        engine_url: str | None = None,
     ) -> None:
         """Configure the runtime; the engine is not contacted until the first call.
 
@@ -65,7 +65,10 @@ class DockerRuntime:
             network_mode: Docker network of every container; ``"host"`` only if the operator
                 asks for it explicitly.
             pull_policy: When to pull images: ``if-not-present``, ``always`` or ``never``.
+            engine_url: Where ``client_factory`` connects, for messages about an engine it
+                could not reach (DOCKER_HOST by default).
         """
+        self._engine_url = engine_url
         self._client_factory = client_factory
         self._network_mode = network_mode
         self._pull_policy: PullPolicy = pull_policy
@@ -82,7 +85,7 @@ class DockerRuntime:
             ImageUnavailableError: The image is not on the engine.
             InvalidSpecError: The image name, mount or command can never work.
         """
-        return await asyncio.to_thread(self._start, spec)
+        return await self._call(self._start, spec)
 
     async def prepare_image(self, image: str, on_progress: ProgressReport) -> bool:
         """Make ``image`` present as the pull policy says; True if it was pulled.
@@ -110,8 +113,22 @@ class DockerRuntime:
 
         Raises:
             LookupError: No container has this name.
+            RuntimeUnavailableError: The engine cannot be reached (it may be restarting).
         """
-        return await asyncio.to_thread(self._wait, name, timeout)
+        return await self._call(self._wait, name, timeout)
+
+    async def exit_details(self, name: str) -> UnitExit:
+        """How the exited container ended: out of memory, or killed by an engine restart.
+
+        A failed exit is read on a new connection: an engine shutting down closes its API
+        before it stops containers, so a container it stopped is seen to exit only while it
+        can no longer be asked about, and the answer waits for the engine's return.
+
+        Raises:
+            LookupError: No container has this name.
+            RuntimeUnavailableError: The engine cannot be reached (it may be restarting).
+        """
+        return await self._call(self._exit_details, name)
 
     async def logs(self, name: str, tail: int | None = None) -> str:
         """Combined stdout and stderr, the last ``tail`` lines if given.
@@ -119,19 +136,29 @@ class DockerRuntime:
         Raises:
             LookupError: No container has this name.
         """
-        return await asyncio.to_thread(self._logs, name, tail)
+        return await self._call(self._logs, name, tail)
 
     async def stop(self, name: str, grace_seconds: float) -> int | None:
         """SIGTERM, then SIGKILL after ``grace_seconds``; the exit code, None if missing."""
-        return await asyncio.to_thread(self._stop, name, grace_seconds)
+        return await self._call(self._stop, name, grace_seconds)
 
     async def remove(self, name: str) -> None:
         """Force-remove the container; a missing one is fine."""
-        await asyncio.to_thread(self._remove, name)
+        await self._call(self._remove, name)
 
     async def list_units(self) -> list[tuple[str, dict[str, str], bool]]:
         """``(name, labels, running)`` of every container carrying the job-id label."""
-        return await asyncio.to_thread(self._list_units)
+        return await self._call(self._list_units)
+
+    async def _call(self, work: Callable[..., _T], *args: Any) -> _T:
+        """Run ``work`` on a thread; an engine that cannot be talked to is unavailable."""
+        try:
+            return await asyncio.to_thread(work, *args)
+        except (requests.RequestException, DockerException) as exc:
+            if not is_transport_error(exc):
+                raise
+            url = self._engine_url or (self._docker.api.base_url if self._docker else None)
+            raise RuntimeUnavailableError(unreachable_message(exc, url)) from exc
 
     def stream_output(self, name: str) -> AsyncIterator[bytes]:
         """Follow the container's log from its first line until it exits."""
@@ -155,8 +182,8 @@ class DockerRuntime:
                     # A factory given an explicit API version never talks to the engine.
                     client.ping()
                 except (DockerException, requests.RequestException) as exc:
-                    url = client.api.base_url if client is not None else None
-                    raise RuntimeUnavailableError(_unreachable_message(exc, url)) from exc
+                    url = self._engine_url or (client.api.base_url if client else None)
+                    raise RuntimeUnavailableError(unreachable_message(exc, url)) from exc
                 self._docker = client
             return self._docker
 
@@ -203,38 +230,24 @@ class DockerRuntime:
         try:
             container.start()
         except APIError as exc:
-            why = _why(exc)
+            reason = _why(exc)
             # A container that failed to start would otherwise be reattached to forever.
             try:
                 container.remove(force=True)
             except NotFound:
                 pass
-            if exc.is_client_error() or any(marker in why for marker in _BAD_COMMAND_MARKERS):
+            # Anything else (a mount, cgroups, the runtime) is the host's trouble: retried.
+            if is_bad_command(reason):
                 raise InvalidSpecError(
-                    f"command {spec.command!r} cannot be started in image {spec.image}: {why}"
+                    f"command {spec.command!r} cannot be started in image {spec.image}: {reason}"
                 ) from exc
             raise
 
     def _wait(self, name: str, timeout: float) -> int | None:
-        container = self._get(name)
-        state = container.attrs["State"]
-        if state["Status"] in _FINISHED_STATES:
-            return int(state["ExitCode"])
-        if timeout <= 0:
-            return None
-        # "not-running" answers at once, with 0, for a container that was never started.
-        condition: Literal["next-exit", "not-running"] = (
-            "next-exit" if state["Status"] == "created" else "not-running"
-        )
-        try:
-            result = container.wait(timeout=timeout, condition=condition)
-        except NotFound:
-            raise LookupError(name) from None
-        except requests.RequestException as exc:
-            if _is_timeout(exc):
-                return None
-            raise
-        return int(result["StatusCode"])
+        return wait_for_exit(self._get(name), timeout)
+
+    def _exit_details(self, name: str) -> UnitExit:
+        return read_exit(self._get(name), self._client_factory)
 
     def _logs(self, name: str, tail: int | None) -> str:
         data = self._get(name).logs(stdout=True, stderr=True, tail="all" if tail is None else tail)
@@ -250,7 +263,7 @@ class DockerRuntime:
             return None
         state = container.attrs["State"]
         logger.info("stopped container %s (%s)", name, state["Status"])
-        return int(state["ExitCode"]) if state["Status"] in _FINISHED_STATES else None
+        return int(state["ExitCode"]) if state["Status"] in FINISHED_STATES else None
 
     def _remove(self, name: str) -> None:
         try:
@@ -269,29 +282,3 @@ class DockerRuntime:
             (row["Names"][0].lstrip("/"), dict(row.get("Labels") or {}), row["State"] == "running")
             for row in rows
         ]
-
-
-def _is_timeout(exc: requests.RequestException) -> bool:
-    if isinstance(exc, requests.Timeout):
-        return True
-    # Over a unix socket a read timeout surfaces as a ConnectionError wrapping urllib3's.
-    return isinstance(exc, requests.ConnectionError) and any(
-        isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args
-    )
-
-
-def _why(exc: Exception) -> str:
-    if isinstance(exc, APIError) and exc.explanation:
-        return str(exc.explanation)
-    return str(exc)
-
-
-def _unreachable_message(exc: Exception, url: str | None) -> str:
-    where = url or os.environ.get("DOCKER_HOST")
-    where = where or "unix:///var/run/docker.sock (the default; DOCKER_HOST is unset)"
-    return (
-        f"the Docker engine at {where} could not be reached ({exc}). Start one "
-        "(`sudo dockerd` or `sudo systemctl start docker`; install it with "
-        "`sudo apt-get install docker.io`), point DOCKER_HOST at a running engine, "
-        "or set RUNTIME=process to run training commands directly on the worker host."
-    )

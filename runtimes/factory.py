@@ -7,6 +7,7 @@ the docker SDK.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from core.settings import Settings
@@ -14,10 +15,23 @@ from runtimes.base import ContainerRuntime
 
 
 def _docker(settings: Settings) -> ContainerRuntime:
+    import docker
+
     from runtimes.docker import DockerRuntime
 
+    environment = dict(os.environ)
+    if settings.docker_host:
+        environment["DOCKER_HOST"] = settings.docker_host
+
+    def client() -> docker.DockerClient:
+        # As the docker CLI reads it: DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH.
+        return docker.from_env(environment=environment)
+
     return DockerRuntime(
-        network_mode=settings.container_network, pull_policy=settings.image_pull_policy
+        client_factory=client,
+        network_mode=settings.container_network,
+        pull_policy=settings.image_pull_policy,
+        engine_url=settings.docker_host,
     )
 
 

@@ -45,6 +45,7 @@ from runtimes.base import (
     ProgressReport,
     StartResult,
     StreamStop,
+    UnitExit,
     stream_in_thread,
 )
 
@@ -108,6 +109,13 @@ class ProcessRuntime:
             if code is not None or remaining <= 0:
                 return code
             await asyncio.sleep(min(_POLL_SECONDS, remaining))
+
+    async def exit_details(self, name: str) -> UnitExit:
+        """The exit code: a process has no engine to restart it and no memory limit."""
+        code, _ = await asyncio.to_thread(self._outcome, name)
+        if code is None:
+            raise LookupError(f"{name} has not exited")
+        return UnitExit(code)
 
     async def logs(self, name: str, tail: int | None = None) -> str:
         """Combined stdout and stderr, the last ``tail`` lines if given.

@@ -143,6 +143,8 @@ class RunReconciler:
         )
         # The file the attempt's activity wrote is completed (within its bound), not rewritten.
         with contextlib.suppress(LookupError):
-            await follow_output(self._runtime.stream_output(name), path, self._settings.log_limits)
+            await follow_output(
+                self._runtime.stream_output(name), path, self._settings.log_limits, source=name
+            )
         await self._runtime.remove(name)
         logger.info("removed %s: its run is over", name)

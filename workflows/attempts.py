@@ -33,8 +33,11 @@ with workflow.unsafe.imports_passed_through():
         RunPlan,
     )
 
-# The workflow.patched id of the pull activity and per-worker task queues (release 0.2).
+# workflow.patched ids, one per change to the commands issued here (release 0.2):
+# the pull activity and per-worker task queues;
 PULL_IMAGE_PATCH = "pull-image-activity"
+# the attempt activity retried without limit, counting infrastructure failures itself.
+UNLIMITED_ATTEMPT_RETRIES = "attempt-retries-unlimited-infra-counted-by-activity"
 # A training container can run for days and a pull for hours: the heartbeat timeout is what
 # detects a lost worker, never a limit on the whole.
 _ACTIVITY_TIMEOUT = timedelta(days=30)
@@ -92,9 +95,24 @@ async def _execute_attempt(plan: RunPlan, attempt: int, ready: ImageReady | None
         ),
         heartbeat_timeout=timedelta(seconds=plan.heartbeat_timeout_seconds),
         cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        retry_policy=_infrastructure_retry(plan),
+        retry_policy=_attempt_retry(plan),
     )
     return outcome
+
+
+def _attempt_retry(plan: RunPlan) -> RetryPolicy:
+    """Worker losses are never counted: the activity bounds its own infrastructure failures.
+
+    Runs from before that change keep the bounded policy they were started with.
+    """
+    if not workflow.patched(UNLIMITED_ATTEMPT_RETRIES):
+        return _infrastructure_retry(plan)
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(seconds=30),
+        maximum_attempts=0,
+        non_retryable_error_types=[INVALID_SPEC],
+    )
 
 
 def _infrastructure_retry(plan: RunPlan) -> RetryPolicy:

@@ -30,6 +30,9 @@ TRAINING_FAILED = "TrainingFailed"
 RUNTIME_UNAVAILABLE = "RuntimeUnavailable"
 INVALID_SPEC = "InvalidSpec"
 IMAGE_UNAVAILABLE = "ImageUnavailable"
+# Retried, and counted by the attempt activity (INFRA_MAX_ATTEMPTS in a row).
+ENGINE_UNREACHABLE = "EngineUnreachable"
+INFRASTRUCTURE_FAILURE = "InfrastructureFailure"
 
 # Custom search attributes (all Keyword), registered on the namespace by the dev stack, the
 # API and the compose admin tools; the Temporal key objects are built in jobs.temporal and
@@ -183,10 +186,16 @@ class RunAttemptInput(BaseModel):
 
 
 class AttemptOutcome(BaseModel):
+    """How a training attempt ended. Fields added later have defaults: results recorded by
+    older workers still decode."""
+
     exit_code: int
     log_tail: str
     reattached: bool
     timed_out: bool = False
+    # The kernel killed the trainer for exceeding its memory limit (``memory_limit``, "64m").
+    oom_killed: bool = False
+    memory_limit: str | None = None
 
 
 class RunStatusUpdate(BaseModel):

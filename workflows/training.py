@@ -1,12 +1,22 @@
 """TrainingJobWorkflow: one run of a training job, from its spec to a final status.
 
 The workflow owns the training attempt loop and the backoff between attempts, so that only
-training failures (a non-zero exit) consume ``max_retries``. Each attempt is one activity
-whose own RetryPolicy retries infrastructure failures (a worker crash, a lost heartbeat): the
-retried activity reattaches to the container the attempt started.
+training failures (a non-zero exit, out of memory, a time limit) consume ``max_retries``.
+Each attempt is one activity whose own RetryPolicy retries everything else: the retried
+activity reattaches to the container the attempt started. That policy has no limit, so a
+worker lost any number of times costs nothing; the activity itself counts the failures that
+are really the infrastructure's (engine unreachable, image not pulled) and gives up after
+INFRA_MAX_ATTEMPTS in a row with a non-retryable error. An engine restart that kills the
+container is handled inside the activity too (a new container resumes the checkpoint), so
+the workflow's commands do not depend on it.
 
 Where an attempt runs (after pulling its image on some worker, on that worker's own task
-queue) is :mod:`workflows.attempts`.
+queue) and with which retry policy is :mod:`workflows.attempts`.
+
+Versioning: runs last days, so every change to the commands this workflow issues (their
+order, their kind or their attributes, such as a retry policy) is guarded with
+``workflow.patched("<change-id>")``, the old branch kept until no run from before it can be
+in flight; ``tests/replay`` replays recorded histories of every release against this code.
 """
 
 from __future__ import annotations
@@ -21,8 +31,12 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 from workflows.attempts import run_attempt
 
 with workflow.unsafe.imports_passed_through():
+    from workflows.failure_messages import (
+        describe_exit,
+        describe_infrastructure_failure,
+        failure_type,
+    )
     from workflows.models import (
-        IMAGE_UNAVAILABLE,
         INVALID_JOB_SPEC,
         JOB_ID_ATTRIBUTE,
         JOB_NAME_ATTRIBUTE,
@@ -33,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
         TRAINING_FAILED,
         TRIGGER_ATTRIBUTE,
         WORKFLOW_NAME,
-        AttemptOutcome,
         JobStatus,
         RunPlan,
         RunStatusUpdate,
@@ -51,10 +64,6 @@ _JOB_NAME = SearchAttributeKey.for_keyword(JOB_NAME_ATTRIBUTE)
 # Bookkeeping activities are short; they retry until the database is back.
 _STORE_TIMEOUT = timedelta(seconds=30)
 _STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
-# error_message travels in Temporal payloads (status updates, notifications, the failure):
-# bounded whatever an attempt's result carries (older workers sent unbounded log tails).
-MAX_ERROR_MESSAGE_BYTES = 16 * 1024
-_CUT = "[... cut]"
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -120,11 +129,9 @@ class TrainingJobWorkflow:
             except ActivityError as err:
                 if is_cancelled_exception(err):
                     raise
-                message = _describe_infrastructure_failure(err)
+                message = describe_infrastructure_failure(err)
                 await self._record(plan, JobStatus.FAILED, error_message=message)
-                raise ApplicationError(
-                    message, type=_failure_type(err), non_retryable=True
-                ) from err
+                raise ApplicationError(message, type=failure_type(err), non_retryable=True) from err
 
             if outcome.exit_code == 0:
                 await self._record(plan, JobStatus.COMPLETED, exit_code=0)
@@ -136,7 +143,7 @@ class TrainingJobWorkflow:
                     exit_code=0,
                 )
 
-            message = _describe_exit(outcome, self._attempt, plan.max_retries + 1)
+            message = describe_exit(outcome, self._attempt, plan.max_retries + 1)
             if self._attempt > plan.max_retries:
                 await self._record(
                     plan, JobStatus.FAILED, error_message=message, exit_code=outcome.exit_code
@@ -205,58 +212,3 @@ class TrainingJobWorkflow:
 def _backoff(plan: RunPlan, failed_attempt: int) -> timedelta:
     seconds = plan.retry_backoff_seconds * 2 ** (failed_attempt - 1)
     return timedelta(seconds=min(seconds, plan.retry_backoff_max_seconds))
-
-
-def _describe_exit(outcome: AttemptOutcome, attempt: int, attempts_allowed: int) -> str:
-    message = f"Attempt {attempt}/{attempts_allowed} exited with code {outcome.exit_code}"
-    if outcome.timed_out:
-        message = f"Attempt {attempt}/{attempts_allowed} timed out and was stopped"
-        message += f" (exit code {outcome.exit_code})"
-    if outcome.log_tail.strip():
-        message += "; last log lines:\n"
-        tail = outcome.log_tail.rstrip()
-        room = MAX_ERROR_MESSAGE_BYTES - len(message.encode())
-        if len(tail.encode()) > room:
-            # The last lines say most about the exit: it is the oldest part that is cut.
-            tail = f"{_CUT}\n{_last_bytes(tail, room - len(_CUT) - 1)}"
-        message += tail
-    return _bounded(message)
-
-
-def _last_bytes(text: str, limit: int) -> str:
-    """The end of ``text`` that takes at most ``limit`` bytes in UTF-8."""
-    return text.encode()[-limit:].decode(errors="ignore") if limit > 0 else ""
-
-
-def _bounded(message: str) -> str:
-    """``message`` cut to ``MAX_ERROR_MESSAGE_BYTES`` (UTF-8), its start kept."""
-    encoded = message.encode()
-    if len(encoded) <= MAX_ERROR_MESSAGE_BYTES:
-        return message
-    kept = encoded[: MAX_ERROR_MESSAGE_BYTES - len(_CUT) - 1]
-    return f"{kept.decode(errors='ignore')}\n{_CUT}"
-
-
-def _root_application_error(err: BaseException) -> ApplicationError | None:
-    cause: BaseException | None = err
-    while cause is not None:
-        if isinstance(cause, ApplicationError):
-            return cause
-        cause = cause.__cause__
-    return None
-
-
-def _failure_type(err: ActivityError) -> str:
-    app = _root_application_error(err)
-    return app.type if app is not None and app.type else "InfrastructureFailure"
-
-
-def _describe_infrastructure_failure(err: ActivityError) -> str:
-    app = _root_application_error(err)
-    if app is not None:
-        reason = app.message
-        if app.type == IMAGE_UNAVAILABLE:
-            reason = f"{reason} (gave up after the configured number of pull attempts)"
-        return _bounded(reason)
-    cause = err.cause
-    return _bounded(f"The training attempt could not be run: {cause or err}")

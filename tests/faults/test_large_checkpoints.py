@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -208,9 +209,9 @@ async def test_hashing_a_large_checkpoint_neither_stops_heartbeats_nor_repeats(
     job_dir = local.checkpoint_root_dir / checkpoint_path.lstrip("/")
     real_fingerprint = checkpoint_files.fingerprint
 
-    def slow_fingerprint(path: Path) -> tuple[int, str]:
+    def slow_fingerprint(path: Path, stop: threading.Event | None = None) -> tuple[int, str]:
         # However fast this disk, each hash here outlasts the heartbeat timeout 3 times.
-        result = real_fingerprint(path)
+        result = real_fingerprint(path, stop)
         if path.is_relative_to(job_dir):
             time.sleep(3 * local.heartbeat_timeout_seconds)
         return result

@@ -27,7 +27,7 @@ from store.log_files import (
     read_tail,
 )
 from tests.conftest import unique_name, wait_for_status
-from workflows.training import MAX_ERROR_MESSAGE_BYTES
+from workflows.failure_messages import MAX_ERROR_MESSAGE_BYTES
 
 MIB = 1024 * 1024
 # The biggest item the field validators allow; specs grow by many of them.

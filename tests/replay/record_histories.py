@@ -178,6 +178,18 @@ class Recorder:
             handle = await self.run_handle(await self.create_job(**fields))
             await self.record_closed(name, handle, WorkflowExecutionStatus.FAILED)
 
+    async def oom_killed(self) -> None:
+        """A trainer killed for exceeding its memory limit: a training failure, told as such."""
+        greedy = 'sleep 1; x=$(head -c 200000000 /dev/zero | tr "\\0" x)'
+        job_id = await self.create_job(
+            command=["sh", "-c", greedy], resources={"memory": "64m"}, max_retries=0
+        )
+        handle = await self.run_handle(job_id)
+        await self.record_closed("oom_killed", handle, WorkflowExecutionStatus.FAILED)
+        message = (await self.job(job_id))["error_message"] or ""
+        if "out of memory" not in message:
+            raise RuntimeError(f"oom_killed: error_message {message!r}")
+
     async def cancelled(self) -> None:
         job_id = await self.create_job(
             command=["sh", "-c", "trap 'exit 143' TERM; sleep 600 & wait"], max_retries=0
@@ -274,6 +286,7 @@ async def main(release: str) -> None:
                     await recorder.completed()
                     await recorder.retried()
                     await recorder.failed()
+                    await recorder.oom_killed()
                     await recorder.cancelled()
                     await recorder.sdk_started()
                     await recorder.mid_run()

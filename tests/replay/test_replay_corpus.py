@@ -16,7 +16,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.attempts import PULL_IMAGE_PATCH
+from workflows.attempts import PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES
 from workflows.training import TrainingJobWorkflow
 
 HISTORIES_DIR = Path(__file__).parent / "histories"
@@ -24,8 +24,14 @@ HISTORY_FILES = sorted(HISTORIES_DIR.glob("*/*.json"))
 # The release whose RunPlan and RunAttemptInput carried the job spec flat.
 FLAT_SPEC = "0.1-flat-spec"
 REQUIRED = {"completed", "retried", "failed", "cancelled", "sdk_started", "mid_run"}
-# The release that pulls in pull_image and runs attempts on the pulling worker's queue.
+# Each later folder was recorded after one workflow change, with the patch it carries.
 PULL_ACTIVITY = "0.2-pull-activity"
+INFRA_COUNTED = "0.2-infra-counted"
+RELEASES = {
+    FLAT_SPEC: (REQUIRED, set()),
+    PULL_ACTIVITY: (REQUIRED | {"image_unavailable"}, {PULL_IMAGE_PATCH}),
+    INFRA_COUNTED: (REQUIRED | {"oom_killed"}, {UNLIMITED_ATTEMPT_RETRIES}),
+}
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -45,19 +51,17 @@ def patches(path: Path) -> set[str]:
     return found
 
 
-def test_corpus_holds_every_recorded_case() -> None:
-    assert REQUIRED <= {path.stem for path in HISTORY_FILES if path.parent.name == FLAT_SPEC}
-    assert REQUIRED | {"image_unavailable"} <= {
-        path.stem for path in HISTORY_FILES if path.parent.name == PULL_ACTIVITY
-    }
-
-
-@pytest.mark.parametrize("release", [FLAT_SPEC, PULL_ACTIVITY])
-def test_each_release_took_its_own_path(release: str) -> None:
-    """0.1 histories replay the path without pull_image, 0.2 histories the path with it."""
-    for path in HISTORY_FILES:
-        if path.parent.name == release:
-            assert (PULL_IMAGE_PATCH in patches(path)) is (release != FLAT_SPEC), path
+@pytest.mark.parametrize("release", sorted(RELEASES))
+def test_each_release_holds_its_cases_on_its_own_path(release: str) -> None:
+    """Every case was recorded, and took the path of the code that recorded it."""
+    cases, carried = RELEASES[release]
+    recorded = [path for path in HISTORY_FILES if path.parent.name == release]
+    assert cases <= {path.stem for path in recorded}
+    for path in recorded:
+        # Only the patches that existed when it was recorded (the mid-run one may lack some).
+        assert patches(path) <= carried, path
+        if path.stem != "mid_run" and carried:
+            assert patches(path) == carried, path
 
 
 @pytest.mark.parametrize(

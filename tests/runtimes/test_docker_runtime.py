@@ -14,6 +14,7 @@ import pytest
 from runtimes.base import (
     LABEL_ATTEMPT,
     LABEL_DEPLOYMENT,
+    LABEL_INCARNATION,
     LABEL_JOB_ID,
     LABEL_RUN_ID,
     ContainerSpec,
@@ -98,6 +99,7 @@ async def test_exit_codes_and_settings(
         LABEL_JOB_ID: ok.job_id,
         LABEL_RUN_ID: "run:1",
         LABEL_ATTEMPT: str(ok.attempt),
+        LABEL_INCARNATION: "1",
     }
 
 
