@@ -52,6 +52,9 @@ async def wait_for_exit(
         if code is not None:
             return await runtime.exit_details(name), False
         _follow_again_if_cut_off(runtime, name, following)
+        if following.watcher is not None:
+            # Reports that arrived in a burst are written within a second, not at the next one.
+            await following.watcher.flush_if_due()
         if loop.time() >= next_scan and following.watcher is not None:
             # Unannounced checkpoints are recorded as they appear, once they settle; in
             # the background, as hashing a large one takes longer than a heartbeat timeout.
