@@ -23,6 +23,7 @@ from cli.render import (
     json_text,
     out,
     outcome_text,
+    printable,
     show_job,
 )
 
@@ -82,7 +83,7 @@ def connect(ctx: typer.Context) -> Iterator[OrchestratorClient]:
         with OrchestratorClient(target.url, target.api_key) as client:
             yield client
     except (ApiError, ApiUnreachable) as err:
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(f"error: {printable(str(err))}", err=True)
         raise typer.Exit(1) from None
 
 

@@ -18,7 +18,8 @@ def validate_job_notifications(
 
     Raises:
         InvalidInput: A per-job Slack channel without a bot token (an incoming webhook posts
-            only to its own channel), or per-job email recipients without SMTP.
+            only to its own channel), or per-job email recipients without SMTP or outside
+            EMAIL_ALLOWED_DOMAINS.
     """
     if notifications is None:
         return
@@ -37,3 +38,10 @@ def validate_job_notifications(
         raise InvalidInput(
             "notifications.email_to: email is not configured on this server (SMTP_HOST)"
         )
+    allowed = settings.email_allowed_domains
+    for address in notifications.email_to or []:
+        if address.rpartition("@")[2].lower() not in allowed:
+            raise InvalidInput(
+                f"notifications.email_to: {address} is outside EMAIL_ALLOWED_DOMAINS "
+                f"({', '.join(allowed) or 'empty: no per-job recipients on this server'})"
+            )
