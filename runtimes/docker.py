@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Literal, cast
 
 import docker
 import requests
-import urllib3.exceptions
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 
@@ -30,7 +28,8 @@ from runtimes.base import (
     StreamStop,
     stream_in_thread,
 )
-from runtimes.docker_options import create_kwargs, volumes_of
+from runtimes.docker_errors import init_exec_failure, is_timeout, unreachable_message, why
+from runtimes.docker_options import Hardening, create_kwargs, mounts_of
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +56,7 @@ class DockerRuntime:
         client_factory: Callable[[], docker.DockerClient] = docker.from_env,
         network_mode: str = "bridge",
         pull_policy: PullPolicy = "if-not-present",
+        hardening: Hardening | None = None,
     ) -> None:
         """Configure the runtime; the engine is not contacted until the first call.
 
@@ -65,10 +65,12 @@ class DockerRuntime:
             network_mode: Docker network of every container; ``"host"`` only if the operator
                 asks for it explicitly.
             pull_policy: When to pull images: ``if-not-present``, ``always`` or ``never``.
+            hardening: Capabilities, limits, init and user of every container.
         """
         self._client_factory = client_factory
         self._network_mode = network_mode
         self._pull_policy: PullPolicy = pull_policy
+        self._hardening = hardening or Hardening()
         self._docker: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
 
@@ -136,7 +138,7 @@ class DockerRuntime:
                     client.ping()
                 except (DockerException, requests.RequestException) as exc:
                     url = client.api.base_url if client is not None else None
-                    raise RuntimeUnavailableError(_unreachable_message(exc, url)) from exc
+                    raise RuntimeUnavailableError(unreachable_message(exc, url)) from exc
                 self._docker = client
             return self._docker
 
@@ -147,7 +149,7 @@ class DockerRuntime:
             raise LookupError(name) from None
 
     def _start(self, spec: ContainerSpec) -> StartResult:
-        volumes = volumes_of(spec)
+        mounts = mounts_of(spec, self._hardening.user)
         client = self._client()
         try:
             existing = client.containers.get(spec.name)
@@ -162,15 +164,17 @@ class DockerRuntime:
 
         self._ensure_image(client, spec.image)
         try:
-            container = client.containers.create(**create_kwargs(spec, self._network_mode, volumes))
+            container = client.containers.create(
+                **create_kwargs(spec, self._network_mode, mounts, self._hardening)
+            )
         except ImageNotFound as exc:
-            raise ImageUnavailableError(f"image {spec.image} disappeared: {_why(exc)}") from exc
+            raise ImageUnavailableError(f"image {spec.image} disappeared: {why(exc)}") from exc
         except APIError as exc:
             if exc.status_code == 409:
                 logger.info("container %s was created concurrently; reattaching", spec.name)
                 return StartResult(reattached=True)
             if exc.is_client_error():
-                raise InvalidSpecError(f"cannot create {spec.name}: {_why(exc)}") from exc
+                raise InvalidSpecError(f"cannot create {spec.name}: {why(exc)}") from exc
             raise
         self._start_created(container, spec)
         logger.info("started container %s from %s", spec.name, spec.image)
@@ -180,17 +184,22 @@ class DockerRuntime:
         try:
             container.start()
         except APIError as exc:
-            why = _why(exc)
+            reason = why(exc)
             # A container that failed to start would otherwise be reattached to forever.
             try:
                 container.remove(force=True)
             except NotFound:
                 pass
-            if exc.is_client_error() or any(marker in why for marker in _BAD_COMMAND_MARKERS):
+            if exc.is_client_error() or any(m in reason for m in _BAD_COMMAND_MARKERS):
                 raise InvalidSpecError(
-                    f"command {spec.command!r} cannot be started in image {spec.image}: {why}"
+                    f"command {spec.command!r} cannot be started in image {spec.image}: {reason}"
                 ) from exc
             raise
+        if self._hardening.init and (failure := init_exec_failure(container)):
+            container.remove(force=True)
+            raise InvalidSpecError(
+                f"command {spec.command!r} cannot be started in image {spec.image}: {failure}"
+            )
 
     def _ensure_image(self, client: docker.DockerClient, image: str) -> None:
         if self._pull_policy != "always":
@@ -204,16 +213,16 @@ class DockerRuntime:
                     ) from None
             except APIError as exc:
                 if exc.is_client_error():
-                    raise InvalidSpecError(f"invalid image name {image!r}: {_why(exc)}") from exc
+                    raise InvalidSpecError(f"invalid image name {image!r}: {why(exc)}") from exc
                 raise
         logger.info("pulling image %s", image)
         try:
             client.images.pull(image)
         except (DockerException, requests.RequestException) as exc:
-            if isinstance(exc, APIError) and "invalid reference format" in _why(exc):
-                raise InvalidSpecError(f"invalid image name {image!r}: {_why(exc)}") from exc
+            if isinstance(exc, APIError) and "invalid reference format" in why(exc):
+                raise InvalidSpecError(f"invalid image name {image!r}: {why(exc)}") from exc
             raise ImageUnavailableError(
-                f"image {image} not found locally and pull failed: {_why(exc)}"
+                f"image {image} not found locally and pull failed: {why(exc)}"
             ) from exc
 
     def _wait(self, name: str, timeout: float) -> int | None:
@@ -232,7 +241,7 @@ class DockerRuntime:
         except NotFound:
             raise LookupError(name) from None
         except requests.RequestException as exc:
-            if _is_timeout(exc):
+            if is_timeout(exc):
                 return None
             raise
         return int(result["StatusCode"])
@@ -259,7 +268,7 @@ class DockerRuntime:
         except NotFound:
             pass
         except APIError as exc:
-            if not (exc.status_code == 409 and "already in progress" in _why(exc)):
+            if not (exc.status_code == 409 and "already in progress" in why(exc)):
                 raise
 
     def _list_units(self) -> list[tuple[str, dict[str, str], bool]]:
@@ -270,29 +279,3 @@ class DockerRuntime:
             (row["Names"][0].lstrip("/"), dict(row.get("Labels") or {}), row["State"] == "running")
             for row in rows
         ]
-
-
-def _is_timeout(exc: requests.RequestException) -> bool:
-    if isinstance(exc, requests.Timeout):
-        return True
-    # Over a unix socket a read timeout surfaces as a ConnectionError wrapping urllib3's.
-    return isinstance(exc, requests.ConnectionError) and any(
-        isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args
-    )
-
-
-def _why(exc: Exception) -> str:
-    if isinstance(exc, APIError) and exc.explanation:
-        return str(exc.explanation)
-    return str(exc)
-
-
-def _unreachable_message(exc: Exception, url: str | None) -> str:
-    where = url or os.environ.get("DOCKER_HOST")
-    where = where or "unix:///var/run/docker.sock (the default; DOCKER_HOST is unset)"
-    return (
-        f"the Docker engine at {where} could not be reached ({exc}). Start one "
-        "(`sudo dockerd` or `sudo systemctl start docker`; install it with "
-        "`sudo apt-get install docker.io`), point DOCKER_HOST at a running engine, "
-        "or set RUNTIME=process to run training commands directly on the worker host."
-    )

@@ -15,9 +15,20 @@ from runtimes.base import ContainerRuntime
 
 def _docker(settings: Settings) -> ContainerRuntime:
     from runtimes.docker import DockerRuntime
+    from runtimes.docker_options import Hardening
 
+    hardening = Hardening(
+        cap_add=tuple(settings.container_cap_add),
+        pids_limit=settings.container_pids_limit,
+        log_max_size=settings.container_log_max_size,
+        log_max_files=settings.container_log_max_files,
+        init=settings.container_init,
+        user=settings.container_user,
+    )
     return DockerRuntime(
-        network_mode=settings.container_network, pull_policy=settings.image_pull_policy
+        network_mode=settings.container_network,
+        pull_policy=settings.image_pull_policy,
+        hardening=hardening,
     )
 
 
