@@ -152,6 +152,8 @@ class Settings(BaseSettings):
         "smtp_username",
         "smtp_password",
         "smtp_from",
+        "api_keys",
+        "container_user",
         mode="before",
     )
     @classmethod

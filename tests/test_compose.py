@@ -7,6 +7,7 @@ ports, mounts, health checks and restart policies an operator would get from `up
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from functools import cache
@@ -31,6 +32,8 @@ SERVICES = {
 ONE_SHOT = {"migrate", "temporal-admin-tools"}
 WITH_HEALTHCHECK = {"postgresql", "temporal", "orchestrator"}
 DOCKER_SOCKET = "/var/run/docker.sock"
+# The stack refuses to start without API_KEY; the tests give one, as an operator must.
+COMPOSE_API_KEY = "compose-test-key-0123456789"
 # Compose v1 (Debian's package) is a Python program built on PyYAML; its interpreter turns the
 # YAML that `config` prints into JSON, so the test suite needs no YAML library of its own.
 _YAML_TO_JSON = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
@@ -46,9 +49,21 @@ def _docker_compose() -> str:
     return path
 
 
-def _run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, stdin: str | None = None, api_key: str | None = COMPOSE_API_KEY
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "API_KEY"}
+    if api_key is not None:
+        env["API_KEY"] = api_key
     return subprocess.run(
-        args, cwd=ROOT, input=stdin, capture_output=True, text=True, timeout=60, check=False
+        args,
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
     )
 
 
@@ -107,6 +122,15 @@ def _published_ports(service: dict[str, Any]) -> set[int]:
 def test_compose_file_is_valid() -> None:
     result = _run(_docker_compose(), "-f", str(COMPOSE_FILE), "config", "-q")
     assert result.returncode == 0, result.stderr
+
+
+def test_compose_requires_an_api_key_and_turns_auth_on() -> None:
+    without = _run(_docker_compose(), "-f", str(COMPOSE_FILE), "config", "-q", api_key=None)
+    assert without.returncode != 0
+    assert "API_KEY" in without.stderr
+    environment = _service("orchestrator")["environment"]
+    assert environment["ENABLE_API_AUTH"] == "true"
+    assert environment["API_KEY"] == COMPOSE_API_KEY
 
 
 def test_stack_has_every_service() -> None:
