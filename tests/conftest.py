@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -34,6 +35,7 @@ from worker import build_worker
 
 TEMPORAL_CLI = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
 BUSYBOX_IMAGE = "orchestrator-test-busybox:latest"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -155,6 +157,37 @@ def temporal_cli(settings: Settings, *args: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def start_worker_process(
+    settings: Settings, log: Path | None = None, **env: str
+) -> subprocess.Popen[bytes]:
+    """``python -m worker`` as a process of its own, for tests that SIGKILL and restart it.
+
+    It uses ``settings``' data directory, Temporal and task queue, the suite's fast timings
+    and no metrics port; ``env`` adds or overrides variables (``RUNTIME``, ``WORKER_NAME``,
+    ``FAULT_PAUSE_AT``, ...). Its output goes to ``log`` when given.
+    """
+    values = {
+        **os.environ,
+        "DATA_DIR": str(settings.data_dir),
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "TASK_QUEUE": settings.task_queue,
+        "CONTAINER_NETWORK": "none",
+        "IMAGE_PULL_POLICY": "never",
+        "HEARTBEAT_TIMEOUT_SECONDS": "3",
+        "POLL_INTERVAL_SECONDS": "0.5",
+        "WORKER_METRICS_PORT": "0",
+        "LOG_LEVEL": "WARNING",
+    }
+    for inherited in ("WORKER_NAME", "FAULT_PAUSE_AT"):
+        values.pop(inherited, None)
+    values.update(env)
+    argv = [sys.executable, "-m", "worker"]
+    if log is None:
+        return subprocess.Popen(argv, cwd=ROOT, env=values)
+    with open(log, "ab") as output:
+        return subprocess.Popen(argv, cwd=ROOT, env=values, stdout=output, stderr=output)
 
 
 def free_port() -> int:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,26 +16,20 @@ from jobs.temporal import SEARCH_ATTRIBUTES
 from runtimes.base import LABEL_JOB_ID, ContainerRuntime
 from runtimes.docker import DockerRuntime
 from runtimes.process import ProcessRuntime
-from tests.conftest import TEMPORAL_CLI, api_client, make_settings, unique_name, wait_for_status
+from tests.conftest import (
+    TEMPORAL_CLI,
+    api_client,
+    make_settings,
+    start_worker_process,
+    unique_name,
+    wait_for_status,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 TASK_QUEUE = "tests-restart"
 
 
 def start_worker(settings: Settings, runtime: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "RUNTIME": runtime,
-        "DATA_DIR": str(settings.data_dir),
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "TASK_QUEUE": TASK_QUEUE,
-        "CONTAINER_NETWORK": "none",
-        "IMAGE_PULL_POLICY": "never",
-        "HEARTBEAT_TIMEOUT_SECONDS": "3",
-        "POLL_INTERVAL_SECONDS": "0.5",
-        "LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env)
+    return start_worker_process(settings, RUNTIME=runtime, TASK_QUEUE=TASK_QUEUE)
 
 
 async def count_units(

@@ -11,10 +11,8 @@ comes back is replaced by one with another name once HOST_LOSS_TIMEOUT_SECONDS h
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import cast
 
@@ -25,45 +23,29 @@ from temporalio.client import Client
 from activities.fault_points import fault_marker
 from core.settings import FaultPoint, Settings
 from runtimes.base import LABEL_JOB_ID
-from tests.conftest import api_client, eventually, unique_name, wait_for_status
+from tests.conftest import (
+    api_client,
+    eventually,
+    start_worker_process,
+    unique_name,
+    wait_for_status,
+)
 from tests.faults.test_temporal_outage import containers_of, remove_containers
 from workflows.models import PULL_IMAGE, RUN_TRAINING_CONTAINER
 
-ROOT = Path(__file__).resolve().parents[2]
 TRAIN_SECONDS = 6
 # Each start of the trainer leaves a line in a dot file (the checkpoint scan ignores it).
 TRAINER = f'echo start >> "$CHECKPOINT_DIR/.starts"; sleep {TRAIN_SECONDS}; echo done'
 
 
 def start_worker(
-    settings: Settings,
-    log: Path,
-    pause_at: FaultPoint | None = None,
-    **extra: str,
+    settings: Settings, log: Path, pause_at: FaultPoint | None = None, **extra: str
 ) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "RUNTIME": "docker",
-        "DATA_DIR": str(settings.data_dir),
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "TASK_QUEUE": settings.task_queue,
-        "CONTAINER_NETWORK": "none",
-        "IMAGE_PULL_POLICY": "never",
-        "HEARTBEAT_TIMEOUT_SECONDS": "3",
-        "POLL_INTERVAL_SECONDS": "0.5",
-        "CHECKPOINT_SCAN_SECONDS": "0.5",
-        "WORKER_METRICS_PORT": "0",
-        "LOG_LEVEL": "WARNING",
-    }
-    env.pop("WORKER_NAME", None)
-    env.pop("FAULT_PAUSE_AT", None)
     if pause_at is not None:
-        env["FAULT_PAUSE_AT"] = pause_at
-    env.update(extra)
-    with open(log, "ab") as output:
-        return subprocess.Popen(
-            [sys.executable, "-m", "worker"], cwd=ROOT, env=env, stdout=output, stderr=output
-        )
+        extra["FAULT_PAUSE_AT"] = pause_at
+    return start_worker_process(
+        settings, log, RUNTIME="docker", CHECKPOINT_SCAN_SECONDS="0.5", **extra
+    )
 
 
 def kill(worker: subprocess.Popen[bytes]) -> None:

@@ -8,10 +8,7 @@ attempt must not add up to a failed run: worker losses are never counted.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import docker
 import pytest
@@ -20,10 +17,15 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from core.settings import Settings
 from runtimes.base import LABEL_JOB_ID
-from tests.conftest import api_client, eventually, unique_name, wait_for_status
+from tests.conftest import (
+    api_client,
+    eventually,
+    start_worker_process,
+    unique_name,
+    wait_for_status,
+)
 from workflows.models import RUN_TRAINING_CONTAINER
 
-ROOT = Path(__file__).resolve().parents[2]
 TASK_QUEUE = "tests-worker-loss"
 INFRA_MAX_ATTEMPTS = 2
 KILLS = INFRA_MAX_ATTEMPTS + 1
@@ -35,20 +37,9 @@ TRAINER = (
 
 
 def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATA_DIR": str(settings.data_dir),
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "TASK_QUEUE": TASK_QUEUE,
-        "CONTAINER_NETWORK": "none",
-        "IMAGE_PULL_POLICY": "never",
-        "HEARTBEAT_TIMEOUT_SECONDS": "3",
-        "POLL_INTERVAL_SECONDS": "0.5",
-        "INFRA_MAX_ATTEMPTS": str(INFRA_MAX_ATTEMPTS),
-        "WORKER_METRICS_PORT": "0",
-        "LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env)
+    return start_worker_process(
+        settings, TASK_QUEUE=TASK_QUEUE, INFRA_MAX_ATTEMPTS=str(INFRA_MAX_ATTEMPTS)
+    )
 
 
 async def attempt_is_followed(handle: WorkflowHandle[object, object], attempt: int) -> bool:
