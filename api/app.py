@@ -12,11 +12,11 @@ from datetime import timedelta
 from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api.auth import require_api_key
 from api.errors import install_error_handlers
+from api.front_door import AuthMiddleware, BodyLimitMiddleware, RateLimitMiddleware
 from api.log_context import LogContextMiddleware, bind_path_job_id
 from api.metrics import ApiMetrics, HttpMetricsMiddleware
-from api.routes import docs, health, jobs, metrics, runs, schedule, stats
+from api.routes import docs, health, jobs, metrics, runs, schedule, stats, whoami
 from api.ui.router import install_ui
 from core.settings import Settings
 from jobs.creation import JobCreator
@@ -94,19 +94,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,  # api.routes.docs serves it
         swagger_ui_parameters={"validatorUrl": None},
     )
-    app.state.settings = settings or Settings()
+    settings = app.state.settings = settings or Settings()
     install_error_handlers(app)
     app.state.metrics = ApiMetrics()
+    # The last added runs first: logging and metrics see every answer, the key is checked
+    # before the rate limit counts the request, and both before the body is read.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute)
+    app.add_middleware(AuthMiddleware, settings=settings)
     app.add_middleware(HttpMetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(LogContextMiddleware)
-    app.include_router(health.router)
-    app.include_router(docs.router)
-    protected = [Depends(require_api_key)]
-    app.include_router(jobs.router, dependencies=protected)
-    app.include_router(runs.router, dependencies=protected)
-    app.include_router(schedule.router, dependencies=protected)
-    app.include_router(stats.router, dependencies=protected)
-    app.include_router(metrics.router, dependencies=protected)
+    for module in (health, docs, whoami, jobs, runs, schedule, stats, metrics):
+        app.include_router(module.router)
     # The dashboard's pages hold no data; what they show comes from the protected routes.
     install_ui(app)
     return app

@@ -14,6 +14,7 @@ from urllib.parse import quote
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.api_keys import KEY_NAME_PATTERN, NamedKey, check_front_door_lists, parse_api_keys
 from workflows.models import NotifyEvent
 
 SettingsCheck = Callable[["Settings"], list[str]]
@@ -85,6 +86,18 @@ class Settings(BaseSettings):
     api_port: int = 8000
     enable_api_auth: bool = False
     api_key: SecretStr | None = None
+    # The name API_KEY's holder is recorded under (it is always an admin key).
+    api_key_name: str = Field(default="admin", pattern=KEY_NAME_PATTERN)
+    # Named keys with roles: "name:role:key,name:role:key" (see core/api_keys.py).
+    api_keys: SecretStr | None = None
+    # Serving on a non-loopback API_HOST with auth off is refused unless this says so.
+    allow_unauthenticated: bool = False
+    max_body_bytes: int = Field(default=1024 * 1024, ge=4096, le=64 * 1024 * 1024)
+    rate_limit_per_minute: int = Field(default=0, ge=0, le=1_000_000)
+    # Names (or PREFIX_* patterns) of the worker's variables a job may ask for in secret_env.
+    secret_env_allow: Annotated[list[str], NoDecode] = []
+    # Domains a job's own notifications.email_to may name; empty: no per-job recipients.
+    email_allowed_domains: Annotated[list[str], NoDecode] = []
 
     runtime: Literal["docker", "process"] = "docker"
     checkpoint_root: Path | None = Field(
@@ -97,6 +110,13 @@ class Settings(BaseSettings):
         "DOCKER_HOST environment variable, else the local socket.",
     )
     image_pull_policy: Literal["if-not-present", "always", "never"] = "if-not-present"
+    # Hardening of training containers (docs/configuration.md#training-containers).
+    container_cap_add: Annotated[list[str], NoDecode] = []
+    container_pids_limit: int = Field(default=4096, ge=16, le=4_194_304)
+    container_log_max_size: str = Field(default="64m", pattern=r"^[1-9][0-9]{0,5}[kmg]$")
+    container_log_max_files: int = Field(default=2, ge=1, le=100)
+    container_init: bool = True
+    container_user: str | None = Field(default=None, pattern=r"^[0-9]{1,10}(:[0-9]{1,10})?$")
 
     retry_backoff_seconds: float = Field(default=10.0, ge=0)
     retry_backoff_max_seconds: float = Field(default=600.0, ge=0)
@@ -177,11 +197,20 @@ class Settings(BaseSettings):
         # Compose files pass `SLACK_BOT_TOKEN=` for "not configured".
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("smtp_to", "notify_on", mode="before")
+    @field_validator(
+        "smtp_to",
+        "notify_on",
+        "secret_env_allow",
+        "email_allowed_domains",
+        "container_cap_add",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str):
             value = [item.strip() for item in value.split(",") if item.strip()]
+        if info.field_name == "email_allowed_domains" and isinstance(value, list):
+            value = [str(domain).lower() for domain in value]
         if info.field_name == "notify_on" and isinstance(value, list):
             # Named here because errors hide their input (see model_config).
             unknown = [event for event in value if event not in get_args(NotifyEvent)]
@@ -193,9 +222,22 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _auth_needs_a_key(self) -> Settings:
-        if self.enable_api_auth and not (self.api_key and self.api_key.get_secret_value()):
-            raise ValueError("ENABLE_API_AUTH=true needs API_KEY to be set")
+        named = parse_api_keys(self.api_keys, self.api_key_name)  # errors never show keys
+        has_admin_key = bool(self.api_key and self.api_key.get_secret_value())
+        if self.enable_api_auth and not (has_admin_key or named):
+            raise ValueError("ENABLE_API_AUTH=true needs API_KEY (or API_KEYS) to be set")
+        if self.max_body_bytes <= self.max_spec_bytes:
+            raise ValueError("MAX_BODY_BYTES must be larger than MAX_SPEC_BYTES")
+        check_front_door_lists(self.secret_env_allow, self.email_allowed_domains)
         return self
+
+    @cached_property
+    def named_keys(self) -> list[NamedKey]:
+        """Every accepted key: API_KEY (admin, named API_KEY_NAME) and those of API_KEYS."""
+        keys = parse_api_keys(self.api_keys, self.api_key_name)
+        if self.api_key and self.api_key.get_secret_value():
+            keys.insert(0, NamedKey(self.api_key_name, "admin", self.api_key))
+        return keys
 
     @model_validator(mode="after")
     def _notification_channels_are_complete(self) -> Settings:
