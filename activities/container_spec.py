@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.secret_env import secret_env_problem
 from core.settings import Settings
 from runtimes.base import ContainerRuntime, ContainerSpec, InvalidSpecError, unit_name
 from store import checkpoints
@@ -42,6 +43,8 @@ async def container_spec(
     checkpoint_dir = spec.checkpoint_path if mounted else str(host_dir)
     env = dict(spec.env)
     for name in spec.secret_env:
+        if problem := secret_env_problem(settings, name):
+            raise InvalidSpecError(problem)
         value = os.environ.get(name)
         if value is None:
             raise InvalidSpecError(f"secret_env {name} is not set in the worker's environment")

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cli.client import ApiError, ApiUnreachable, OrchestratorClient
+from cli.render import printable
 from cli.target import DEFAULT_URL, Target
 
 JobIdArg = Annotated[
@@ -25,5 +26,5 @@ def connect(ctx: typer.Context) -> Iterator[OrchestratorClient]:
         with OrchestratorClient(target.url, target.api_key) as client:
             yield client
     except (ApiError, ApiUnreachable) as err:
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(f"error: {printable(str(err))}", err=True)
         raise typer.Exit(1) from None

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from cli.client import ApiError, ApiUnreachable, OrchestratorClient
-from cli.render import FINAL_STATUSES, WatchDisplay
+from cli.render import FINAL_STATUSES, WatchDisplay, printable_lines
 
 # How long `watch` keeps polling through an API restart or outage before it gives up.
 OUTAGE_GRACE_SECONDS = 60.0
@@ -19,15 +19,20 @@ _PENDING_POLL_SECONDS = 1.0
 
 
 def write_logs(api: OrchestratorClient, job_id: str, tail: int | None, follow: bool) -> None:
-    """Copy the latest run's output to stdout byte for byte; with ``follow``, as it arrives."""
+    """Copy the latest run's output to stdout byte for byte; with ``follow``, as it arrives.
+
+    On a terminal, control characters other than newline and tab are dropped: a trainer's
+    output must not be able to drive the reader's terminal.
+    """
     stdout = sys.stdout.buffer
+    clean = printable_lines if sys.stdout.isatty() else bytes
     try:
         if not follow:
-            stdout.write(api.logs(job_id, tail))
+            stdout.write(clean(api.logs(job_id, tail)))
             return
         _wait_while_pending(api, job_id)
         for chunk in api.follow_logs(job_id, tail):
-            stdout.write(chunk)
+            stdout.write(clean(chunk))
             stdout.flush()
     except BrokenPipeError:
         # The reader (`| head`) is gone: stop quietly, and keep Python's exit-time flush quiet.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -48,6 +49,32 @@ _STATUS_STYLES = {
 }
 
 
+# Characters that would drive the terminal (ESC sequences, CR, BEL, ...) or reorder what the
+# reader sees (bidi overrides): the API refuses them in names, but an older row, a trainer's
+# error message or a hostile server could still carry them. They are shown escaped: "\\x1b".
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# In output shown line by line (logs), newlines and tabs are the text's own.
+_UNPRINTABLE_IN_LINES = re.compile(
+    rb"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\x8e\x8f\xaa-\xae]|\xe2\x81[\xa6-\xa9]"
+)
+
+
+def printable(value: Any) -> Any:
+    """``value`` with every string in it (nested too) free of control characters."""
+    if isinstance(value, str):
+        return _UNPRINTABLE.sub(lambda m: m[0].encode("unicode_escape").decode(), value)
+    if isinstance(value, dict):
+        return {printable(k): printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [printable(item) for item in value]
+    return value
+
+
+def printable_lines(chunk: bytes) -> bytes:
+    """Output for a terminal: control characters other than newline and tab dropped."""
+    return _UNPRINTABLE_IN_LINES.sub(b"", chunk)
+
+
 def out() -> Console:
     # No automatic highlighting: job names and commands are shown exactly as they are.
     console = Console(highlight=False)
@@ -63,7 +90,7 @@ def show_job(job: dict[str, Any], as_json: bool, headline: str, details: bool = 
         typer.echo(json_text(job))
         return
     console = out()
-    console.print(Text(headline, style="bold"))
+    console.print(Text(printable(headline), style="bold"))
     if details:
         console.print(job_details(job))
 
@@ -84,7 +111,7 @@ def job_table(jobs: list[dict[str, Any]]) -> Table:
     table.add_column("RETRIES", justify="right", no_wrap=True)
     table.add_column("PROGRESS", justify="right", no_wrap=True)
     table.add_column("UPDATED", no_wrap=True)
-    for job in jobs:
+    for job in map(printable, jobs):
         table.add_row(
             Text(job["job_id"]),
             Text(job["name"]),
@@ -99,6 +126,7 @@ def job_table(jobs: list[dict[str, Any]]) -> Table:
 
 def job_details(job: dict[str, Any]) -> Text:
     """Every field of a job, one per line, in the order a person reads them."""
+    job = printable(job)
     resources = job.get("resources") or {}
     rows: list[tuple[str, str | Text]] = [
         ("job_id", job["job_id"]),
@@ -134,6 +162,7 @@ def job_details(job: dict[str, Any]) -> Text:
 
 def outcome_text(job: dict[str, Any]) -> Text:
     """``Job train-x completed.`` or ``Job train-x failed: <why>``, once a job is over."""
+    job = printable(job)
     status = job["status"]
     reason = f": {job['error_message']}" if job.get("error_message") else "."
     return Text(f"Job {job['job_id']} {status}{reason}", style=_STATUS_STYLES.get(status, ""))
@@ -221,6 +250,7 @@ class WatchDisplay:
 
     def update(self, job: dict[str, Any], note: str = "") -> None:
         """Show the job's status and its trainer's latest ``PROGRESS`` report."""
+        job = printable(job)
         progress = job.get("progress") or {}
         status = job["status"]
         style = _STATUS_STYLES.get(status, "default")

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.errors import DuplicateJobName, InvalidInput
+from core.secret_env import check_secret_env
 from core.settings import Settings
 from jobs.notification_rules import validate_job_notifications
 from jobs.requests import JobCreate
@@ -71,6 +72,7 @@ class JobCreator:
 
     async def _create(self, body: JobCreate, *, job_id: str | None) -> Job:
         validate_job_notifications(self._settings, body.notifications)
+        check_secret_env(self._settings, body.secret_env)
         # Before anything is written: an SDK start must not use up its job id on this.
         check_spec_size(self._settings, body.command, body.env, body.secret_env)
         # An SDK-started job's first run is the caller's own; an API one-off runs at once.

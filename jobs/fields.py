@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import posixpath
 import re
+from datetime import datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictFloat,
     StrictInt,
     StringConstraints,
 )
@@ -20,12 +24,63 @@ from jobs.cron import validate_cron
 from notifications.registry import ChannelJobOptions
 from workflows.models import NotifyEvent
 
-JobName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+# Characters that rewrite a terminal or reorder what a reader sees: C0/C1 controls (NUL, ESC,
+# CR, LF, ...) and Unicode's bidirectional overrides and isolates (U+202E and friends).
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+UNSAFE_CHARS = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
+# As unsafe, but a multi-line text (a note, a shell script in a command) keeps \n and \t.
+UNSAFE_IN_TEXT = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}]")
+
+
+def refuse_unsafe_chars(text: str) -> str:
+    if found := UNSAFE_CHARS.search(text):
+        raise ValueError(f"must not contain control or bidi characters (found {found[0]!r})")
+    return text
+
+
+def refuse_unsafe_in_text(text: str) -> str:
+    if found := UNSAFE_IN_TEXT.search(text):
+        raise ValueError(f"must not contain control or bidi characters (found {found[0]!r})")
+    return text
+
+
+def _refuse_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("must not contain NUL bytes")
+    return text
+
+
+JobName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
+    AfterValidator(refuse_unsafe_chars),
+]
 ImageRef = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=512, pattern=r"^\S+$"),
+    AfterValidator(refuse_unsafe_chars),
 ]
+Note = Annotated[str, StringConstraints(max_length=1000), AfterValidator(refuse_unsafe_in_text)]
 MaxRetries = Annotated[StrictInt, Field(ge=0, le=100)]
+
+
+def _iso_text(value: object) -> object:
+    # Strict per field: a number is not a date (lax mode reads 0 as 1970-01-01); strict mode
+    # for the whole model would refuse the ISO strings JSON carries.
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO 8601 date-time string such as 2025-01-01T00:00:00Z")
+    return value
+
+
+def _true_or_false(value: object) -> object:
+    # A query string is text: "true" and "false" only, not "yes", "on" or "1".
+    if isinstance(value, str) and value not in ("true", "false"):
+        raise ValueError("must be true or false")
+    return value == "true" if isinstance(value, str) else value
+
+
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+QueryBool = Annotated[bool, BeforeValidator(_true_or_false)]
 
 
 def _check_command(command: list[str]) -> list[str]:
@@ -35,7 +90,7 @@ def _check_command(command: list[str]) -> list[str]:
 
 
 Command = Annotated[
-    list[Annotated[str, StringConstraints(max_length=65_536)]],
+    list[Annotated[str, StringConstraints(max_length=65_536), AfterValidator(_refuse_nul)]],
     Field(min_length=1, max_length=4096),
     AfterValidator(_check_command),
 ]
@@ -48,27 +103,42 @@ def _check_cron(expr: str) -> str:
 CronSchedule = Annotated[str, AfterValidator(_check_cron)]
 
 
+# Directories of the image a mount must never hide: its programs, libraries and the kernel's
+# views (/lib* covers lib32, lib64, libx32 too).
+SYSTEM_DIRS = frozenset({"bin", "boot", "dev", "etc", "proc", "run", "sbin", "sys", "usr"})
+
+
 def normalize_checkpoint_path(path: str) -> str:
     """Validate a checkpoint path as the trainer sees it; it lives under the checkpoint root.
 
     ``/checkpoints/resnet50`` is mounted from ``<root>/checkpoints/resnet50``; anything that
-    could reach outside the root (``..``, a NUL byte) or would shadow the container's own root
-    is rejected rather than cleaned up, so the user sees exactly what will be used.
+    could reach outside the root (``..``), hide the image's own system directories (``/bin``,
+    ``/etc``, ``/usr``, ``/lib*``...) or be read two ways (``//``, ``:``, control characters)
+    is rejected rather than cleaned up, so the user sees exactly what will be used. Only a
+    trailing ``/`` and ``.`` components are normalised away.
     """
-    if "\x00" in path:
-        raise ValueError("must not contain NUL bytes")
+    refuse_unsafe_chars(path)
     if not path.startswith("/"):
         raise ValueError("must be an absolute path such as /checkpoints/my-job")
+    if "//" in path:
+        raise ValueError("must not contain '//'")
+    if ":" in path or "\\" in path:
+        raise ValueError("must not contain ':' or '\\'")
     if ".." in path.split("/"):
         raise ValueError("must not contain '..'")
     normalized = posixpath.normpath(path)
     if normalized == "/":
         raise ValueError("must name a directory below /, not / itself")
+    top = normalized.split("/")[1]
+    if top in SYSTEM_DIRS or top.startswith("lib"):
+        raise ValueError(f"must not be in the image's system directory /{top}")
     return normalized
 
 
 CheckpointPath = Annotated[
-    str, StringConstraints(max_length=1024), AfterValidator(normalize_checkpoint_path)
+    str,
+    StringConstraints(min_length=2, max_length=1024, pattern=r"^/[^:\\\x00-\x1f\x7f]+$"),
+    AfterValidator(normalize_checkpoint_path),
 ]
 
 
@@ -89,10 +159,42 @@ def _check_env_name(name: str) -> str:
 
 EnvName = Annotated[str, StringConstraints(max_length=255), AfterValidator(_check_env_name)]
 Env = Annotated[
-    dict[EnvName, Annotated[str, StringConstraints(max_length=65_536)]], Field(max_length=500)
+    dict[
+        EnvName, Annotated[str, StringConstraints(max_length=65_536), AfterValidator(_refuse_nul)]
+    ],
+    Field(max_length=500),
 ]
 SecretEnv = Annotated[list[EnvName], Field(max_length=100)]
 TimeoutSeconds = Annotated[StrictInt, Field(ge=1, le=30 * 24 * 3600)]
+
+
+# Docker refuses less than 6 MiB; more than 4 TiB is a typo on any machine of today.
+MIN_MEMORY_BYTES = 6 * 1024**2
+MAX_MEMORY_BYTES = 4 * 1024**4
+_MEMORY_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def memory_bytes(text: str) -> int:
+    """``"16g"`` -> 17179869184: Docker's meaning of a memory limit (binary units)."""
+    digits = text.lower().rstrip("b") if len(text) > 1 else text
+    unit = digits[-1] if digits[-1] in "kmg" else ""
+    return int(digits.removesuffix(unit)) * _MEMORY_UNITS[unit]
+
+
+def _check_memory(text: str) -> str:
+    size = memory_bytes(text)
+    if not MIN_MEMORY_BYTES <= size <= MAX_MEMORY_BYTES:
+        raise ValueError(f"{text} is {size} bytes; allowed from 6m to 4096g")
+    return text
+
+
+MemoryLimit = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, max_length=20, pattern=r"^[1-9][0-9]{0,15}[kmgKMG]?[bB]?$"
+    ),
+    AfterValidator(_check_memory),
+]
 
 
 class Resources(BaseModel):
@@ -101,13 +203,8 @@ class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     gpus: Literal["all"] | Annotated[StrictInt, Field(ge=0, le=64)] | None = None
-    cpus: Annotated[float, Field(gt=0, le=1024)] | None = None
-    memory: (
-        Annotated[
-            str, StringConstraints(strip_whitespace=True, pattern=r"(?i)^[1-9][0-9]*[kmg]?b?$")
-        ]
-        | None
-    ) = None
+    cpus: Annotated[StrictFloat, Field(gt=0, le=1024)] | None = None
+    memory: MemoryLimit | None = None
 
 
 class NotificationSettings(ChannelJobOptions):

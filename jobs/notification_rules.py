@@ -20,10 +20,17 @@ def validate_job_notifications(
     Raises:
         InvalidInput: Some channel cannot carry out its options, e.g. a per-job Slack channel
             without a bot token (an incoming webhook posts only to its own channel), or
-            per-job email recipients without SMTP.
+            per-job email recipients without SMTP or outside EMAIL_ALLOWED_DOMAINS.
     """
     if notifications is None:
         return
     problems = job_option_problems(settings, notifications.model_dump())
     if problems:
         raise InvalidInput("; ".join(problems))
+    allowed = settings.email_allowed_domains
+    for address in notifications.email_to or []:
+        if address.rpartition("@")[2].lower() not in allowed:
+            raise InvalidInput(
+                f"notifications.email_to: {address} is outside EMAIL_ALLOWED_DOMAINS "
+                f"({', '.join(allowed) or 'empty: no per-job recipients on this server'})"
+            )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from jobs.fields import (
     CatchupWindowSeconds,
@@ -13,8 +13,10 @@ from jobs.fields import (
     CronSchedule,
     Env,
     ImageRef,
+    IsoDateTime,
     JobName,
     MaxRetries,
+    Note,
     NotificationSettings,
     OverlapPolicy,
     Resources,
@@ -37,7 +39,7 @@ class JobCreate(BaseModel):
     timezone: Timezone = "UTC"
     overlap_policy: OverlapPolicy = "skip"
     catchup_window_seconds: CatchupWindowSeconds | None = None
-    paused: bool = False
+    paused: StrictBool = False
     max_retries: MaxRetries = 3
     checkpoint_path: CheckpointPath | None = None
     env: Env = Field(default_factory=dict)
@@ -79,7 +81,7 @@ class JobUpdate(BaseModel):
     timezone: Timezone | None = None
     overlap_policy: OverlapPolicy | None = None
     catchup_window_seconds: CatchupWindowSeconds | None = None
-    paused: bool | None = None
+    paused: StrictBool | None = None
     max_retries: MaxRetries | None = None
     checkpoint_path: CheckpointPath | None = None
     env: Env | None = None
@@ -105,22 +107,22 @@ class JobUpdate(BaseModel):
 class NoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    note: Note | None = None
 
 
 class TriggerRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    allow_overlap: bool = False
+    allow_overlap: StrictBool = False
 
 
 class BackfillRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    start: AwareDatetime
-    end: AwareDatetime
+    start: IsoDateTime
+    end: IsoDateTime
     overlap_policy: OverlapPolicy = "buffer_all"
-    dry_run: bool = False
+    dry_run: StrictBool = False
 
     @model_validator(mode="after")
     def _ordered(self) -> BackfillRequest:

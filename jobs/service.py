@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.errors import DuplicateJobName, JobRunning
+from core.secret_env import check_secret_env
 from core.settings import Settings
 from jobs import views
 from jobs.notification_rules import validate_job_notifications
@@ -83,6 +84,7 @@ class JobService:
         changes: dict[str, Any] = body.changes()
         if "notifications" in changes:
             validate_job_notifications(self._settings, body.notifications)
+        check_secret_env(self._settings, body.secret_env)
         async with self._sessions() as session:
             job = await job_store.get_job(session, job_id)
             _refuse_if_active(job, "update")

@@ -301,6 +301,7 @@ async def test_every_curl_example_runs(live_url: str, settings: BaseSettings) ->
                     smtp_host="127.0.0.1",
                     smtp_from="orchestrator@example.com",
                     smtp_to=["ml-team@example.com"],
+                    email_allowed_domains=["example.com"],
                 )
             ),
         )

@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from api.deps import RunHistoryDep, RunServiceDep
 from api.errors import ERROR_RESPONSES
+from jobs.fields import QueryBool
 from jobs.responses import CheckpointList, JobResponse, RunList, RunMetrics, RunResponse
 from workflows.models import JobStatus
 
@@ -62,7 +63,7 @@ async def job_logs(
     job_id: str,
     runs: RunServiceDep,
     tail: Annotated[int | None, Query(ge=0, le=100_000)] = None,
-    follow: bool = False,
+    follow: QueryBool = False,
 ) -> PlainTextResponse | StreamingResponse:
     """The latest run's output (every attempt, failed ones included); ``follow`` streams it."""
     if follow:

@@ -179,6 +179,8 @@ def smtp(port: int, **extra: Any) -> dict[str, Any]:
         "smtp_security": "none",
         "smtp_from": "orchestrator@example.com",
         "smtp_to": "ops@example.com",
+        # Jobs route mail to their own recipients at example.com only.
+        "email_allowed_domains": "example.com",
         **extra,
     }
 

@@ -1,0 +1,54 @@
+"""The CLI never prints control characters, whatever a job row holds."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import update
+
+from cli.render import printable, printable_lines
+from core.settings import Settings
+from store.db import create_engine, create_sessionmaker
+from store.models import Job
+from tests.cli.test_cli import orchestrator
+from tests.conftest import unique_name
+
+HOSTILE = "x\x1b[2J\x1b]0;owned\x07\r\u202egpj.exe\x9b"
+
+
+async def test_jobs_list_and_show_escape_what_a_row_holds(
+    live_url: str, settings: Settings
+) -> None:
+    async with httpx.AsyncClient(base_url=live_url) as api:
+        created = await api.post(
+            "/jobs",
+            json={
+                "name": unique_name(),
+                "image": "t:1",
+                "command": ["true"],
+                "schedule": "0 0 1 1 *",
+            },
+        )
+        job_id = created.json()["job_id"]
+    # A row written before the API refused such names (or by hand in SQL).
+    engine = create_engine(settings.sqlalchemy_url)
+    async with create_sessionmaker(engine)() as session:
+        await session.execute(
+            update(Job).where(Job.job_id == job_id).values(name=HOSTILE, error_message=HOSTILE)
+        )
+        await session.commit()
+    await engine.dispose()
+    try:
+        for args in (["jobs", "list"], ["jobs", "get", job_id]):
+            shown = await orchestrator(*args, url=live_url)
+            assert shown.returncode == 0, shown.stderr
+            assert not any(ch in shown.stdout for ch in "\x1b\x07\r\u202e\x9b"), repr(shown.stdout)
+            assert "\\x1b[2J" in shown.stdout
+    finally:
+        async with httpx.AsyncClient(base_url=live_url) as api:
+            await api.delete(f"/jobs/{job_id}")
+
+
+def test_printable_helpers() -> None:
+    assert printable({"a": [HOSTILE]}) == {"a": [printable(HOSTILE)]}
+    assert "\x1b" not in printable(HOSTILE)
+    assert printable_lines(b"a\x1b[31mb\tc\n\xe2\x80\xaed") == b"a[31mb\tc\nd"
