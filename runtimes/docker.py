@@ -30,10 +30,15 @@ from runtimes.base import (
     UnitExit,
     stream_in_thread,
 )
-from runtimes.docker_errors import is_bad_command, is_transport_error, unreachable_message
+from runtimes.docker_errors import (
+    init_exec_failure,
+    is_bad_command,
+    is_transport_error,
+    unreachable_message,
+)
 from runtimes.docker_errors import why as _why
 from runtimes.docker_images import PullPolicy, prepare_image
-from runtimes.docker_options import create_kwargs, volumes_of
+from runtimes.docker_options import Hardening, create_kwargs, mounts_of
 from runtimes.docker_state import FINISHED_STATES, read_exit, wait_for_exit
 
 logger = logging.getLogger(__name__)
@@ -57,6 +62,7 @@ class DockerRuntime:
         network_mode: str = "bridge",
         pull_policy: PullPolicy = "if-not-present",
         engine_url: str | None = None,
+        hardening: Hardening | None = None,
     ) -> None:
         """Configure the runtime; the engine is not contacted until the first call.
 
@@ -67,11 +73,13 @@ class DockerRuntime:
             pull_policy: When to pull images: ``if-not-present``, ``always`` or ``never``.
             engine_url: Where ``client_factory`` connects, for messages about an engine it
                 could not reach (DOCKER_HOST by default).
+            hardening: Capabilities, limits, init and user of every container.
         """
         self._engine_url = engine_url
         self._client_factory = client_factory
         self._network_mode = network_mode
         self._pull_policy: PullPolicy = pull_policy
+        self._hardening = hardening or Hardening()
         self._docker: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
 
@@ -194,7 +202,7 @@ class DockerRuntime:
             raise LookupError(name) from None
 
     def _start(self, spec: ContainerSpec) -> StartResult:
-        volumes = volumes_of(spec)
+        mounts = mounts_of(spec, self._hardening.user)
         client = self._client()
         try:
             existing = client.containers.get(spec.name)
@@ -208,7 +216,9 @@ class DockerRuntime:
             return StartResult(reattached=True)
 
         try:
-            container = client.containers.create(**create_kwargs(spec, self._network_mode, volumes))
+            container = client.containers.create(
+                **create_kwargs(spec, self._network_mode, mounts, self._hardening)
+            )
         except ImageNotFound as exc:
             # prepare_image (the pull_image activity) made it ready on this engine: it was
             # removed since, which a retry on another placement can mend.
@@ -242,6 +252,11 @@ class DockerRuntime:
                     f"command {spec.command!r} cannot be started in image {spec.image}: {reason}"
                 ) from exc
             raise
+        if self._hardening.init and (failure := init_exec_failure(container)):
+            container.remove(force=True)
+            raise InvalidSpecError(
+                f"command {spec.command!r} cannot be started in image {spec.image}: {failure}"
+            )
 
     def _wait(self, name: str, timeout: float) -> int | None:
         return wait_for_exit(self._get(name), timeout)

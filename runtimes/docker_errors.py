@@ -1,7 +1,9 @@
 """What a failed call to the Docker engine means: a bad command, an engine away, or trouble.
 
 The engine's error texts are all it says about a failed container start, so they are read
-here, in one place, and tested against texts real engines wrote (tests/runtimes).
+here, in one place, and tested against texts real engines wrote (tests/runtimes). With
+Docker's init as PID 1 a command that cannot run fails after the start instead, which
+``init_exec_failure`` reads.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 import requests
 import urllib3.exceptions
 from docker.errors import APIError
+from docker.models.containers import Container
 
 # runc failing to exec the container's process: the command (or the image's entrypoint) is
 # missing, not executable or not a file. Older runc quote the cause with escaped quotes.
@@ -66,3 +69,26 @@ def unreachable_message(exc: Exception, url: str | None) -> str:
         "`sudo apt-get install docker.io`), point DOCKER_HOST at a running engine, "
         "or set RUNTIME=process to run training commands directly on the worker host."
     )
+
+
+# With Docker's init (tini) as PID 1 a command that cannot be executed no longer fails the
+# start: tini reports it and exits 126/127 at once.
+_INIT_EXEC_FAILED = b"[FATAL tini"
+_INIT_EXEC_WAIT_SECONDS = 0.5
+
+
+def init_exec_failure(container: Container) -> str | None:
+    """Why init could not execute the command, if it failed so at once."""
+    try:
+        result = container.wait(timeout=_INIT_EXEC_WAIT_SECONDS)
+    except requests.RequestException as exc:
+        if is_timeout(exc):
+            return None  # still running: the command did start
+        raise
+    if result.get("StatusCode") not in (126, 127):
+        return None
+    output: bytes = container.logs(stdout=True, stderr=True, tail=20)
+    for line in output.splitlines():
+        if line.startswith(_INIT_EXEC_FAILED):
+            return line.decode("utf-8", errors="replace")
+    return None

@@ -18,6 +18,7 @@ def _docker(settings: Settings) -> ContainerRuntime:
     import docker
 
     from runtimes.docker import DockerRuntime
+    from runtimes.docker_options import Hardening
 
     environment = dict(os.environ)
     if settings.docker_host:
@@ -27,11 +28,20 @@ def _docker(settings: Settings) -> ContainerRuntime:
         # As the docker CLI reads it: DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH.
         return docker.from_env(environment=environment)
 
+    hardening = Hardening(
+        cap_add=tuple(settings.container_cap_add),
+        pids_limit=settings.container_pids_limit,
+        log_max_size=settings.container_log_max_size,
+        log_max_files=settings.container_log_max_files,
+        init=settings.container_init,
+        user=settings.container_user,
+    )
     return DockerRuntime(
         client_factory=client,
         network_mode=settings.container_network,
         pull_policy=settings.image_pull_policy,
         engine_url=settings.docker_host,
+        hardening=hardening,
     )
 
 
