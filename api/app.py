@@ -56,6 +56,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     scheduling = SchedulingService(sessions, schedules, settings)
     service = JobService(sessions, schedules, settings, scheduling)
     app.state.engine = engine
+    app.state.sessions = sessions
     app.state.temporal = temporal
     app.state.jobs = service
     app.state.creator = JobCreator(sessions, schedules, settings)

@@ -14,6 +14,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.errors import (
     DuplicateJobName,
+    IdempotencyConflict,
     InvalidInput,
     JobNotFound,
     JobNotRunning,
@@ -33,6 +34,7 @@ STATUS_BY_ERROR: dict[type[OrchestratorError], int] = {
     DuplicateJobName: 409,
     JobRunning: 409,
     JobNotRunning: 409,
+    IdempotencyConflict: 409,
     ServiceUnavailable: 503,
 }
 # Temporal answers that mean "not reachable right now" rather than "you asked wrongly".

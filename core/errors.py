@@ -48,3 +48,7 @@ class JobNotRunning(OrchestratorError):
 
     def __init__(self, job_id: str, status: str) -> None:
         super().__init__(f"Job {job_id} has no running run to cancel (status: {status})")
+
+
+class IdempotencyConflict(OrchestratorError):
+    error_type = "IdempotencyConflict"

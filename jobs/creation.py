@@ -25,12 +25,31 @@ from jobs.notification_rules import validate_job_notifications
 from jobs.requests import JobCreate
 from jobs.spec_size import check_spec_size
 from jobs.temporal import JobSchedules
+from store import audit, journal
 from store import jobs as job_store
-from store import journal
 from store.models import Job
 from workflows.models import Trigger
 
 JOB_ID_FORMAT = re.compile(r"train-[0-9a-f]{8}")
+# The actor of jobs registered by a Temporal SDK start (no API key is involved).
+SDK_ACTOR = "temporal-sdk"
+
+
+# Every job without a checkpoint_path gets /checkpoints/<job_id>: this one contains them all.
+DEFAULT_CHECKPOINT_PARENT = "/checkpoints"
+
+
+async def refuse_nested_checkpoint_path(
+    session: AsyncSession, path: str, job_id: str | None
+) -> None:
+    """Raises InvalidInput if ``path`` is inside another job's checkpoint path or contains it."""
+    other = DEFAULT_CHECKPOINT_PARENT if path == DEFAULT_CHECKPOINT_PARENT else None
+    other = other or await job_store.checkpoint_path_nested(session, path, except_job=job_id)
+    if other is not None:
+        raise InvalidInput(
+            f"checkpoint_path: {path} and another job's {other} are nested; a job's "
+            "directory may be shared but never lie inside another's"
+        )
 
 
 class JobCreator:
@@ -46,9 +65,9 @@ class JobCreator:
         self._schedules = schedules
         self._settings = settings
 
-    async def create(self, body: JobCreate) -> Job:
+    async def create(self, body: JobCreate, actor: str) -> Job:
         """A job with a fresh id; one without a schedule runs once, now."""
-        return await self._create(body, job_id=None)
+        return await self._create(body, job_id=None, actor=actor)
 
     async def register(self, job_id: str, spec: dict[str, Any]) -> Job:
         """The job of an SDK start for an unknown ``job_id``, from the spec in its input.
@@ -68,9 +87,9 @@ class JobCreator:
             raise InvalidInput(
                 f"the job spec in the workflow input is invalid: {problems}"
             ) from None
-        return await self._create(body, job_id=job_id)
+        return await self._create(body, job_id=job_id, actor=SDK_ACTOR)
 
-    async def _create(self, body: JobCreate, *, job_id: str | None) -> Job:
+    async def _create(self, body: JobCreate, *, job_id: str | None, actor: str) -> Job:
         validate_job_notifications(self._settings, body.notifications)
         check_secret_env(self._settings, body.secret_env)
         # Before anything is written: an SDK start must not use up its job id on this.
@@ -80,13 +99,23 @@ class JobCreator:
         async with self._sessions() as session:
             if await job_store.name_taken(session, body.name):
                 raise DuplicateJobName(body.name)
+            if body.checkpoint_path:
+                await refuse_nested_checkpoint_path(session, body.checkpoint_path, None)
             if job_id is None:
                 job_id = await job_store.issue_job_id(session)
             elif not await job_store.claim_job_id(session, job_id):
                 raise InvalidInput(f"job id {job_id} was used before; job ids are never reused")
             trigger = Trigger.MANUAL.value if run_now else None
-            job = job_store.new_job(job_id, body.model_dump(), pending_trigger=trigger)
+            job = job_store.new_job(
+                job_id,
+                body.model_dump(),
+                pending_trigger=trigger,
+                pending_actor=actor if run_now else None,
+                created_by=actor,
+                updated_by=actor,
+            )
             await journal.journal_schedule_change(session, job_id)
+            audit.record_change(session, actor, "create", job_id)
             session.add(job)
             try:
                 # Committed before the schedule exists: a one-off job's run starts at once

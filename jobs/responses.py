@@ -73,6 +73,9 @@ class JobResponse(BaseModel):
     progress: Progress | None = None
     # Single-job responses only: what was sent about the latest run, per channel.
     latest_run_notifications: list[Delivery] | None = None
+    # API key names; None for jobs written before they were recorded.
+    created_by: str | None = None
+    updated_by: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -156,6 +159,10 @@ class RunResponse(BaseModel):
     latest_checkpoint: CheckpointResponse | None
     notifications: list[Delivery]
     temporal_ui_url: str
+    # The API key name that started the run (None: the schedule or an SDK start)...
+    triggered_by: str | None = None
+    # ...and the one that cancelled it.
+    cancelled_by: str | None = None
 
 
 class RunList(BaseModel):

@@ -13,7 +13,7 @@ from core.settings import Settings
 from jobs import views
 from jobs.responses import CheckpointList, CheckpointResponse, JobResponse
 from jobs.temporal import JobSchedules
-from store import checkpoints, log_files
+from store import audit, checkpoints, log_files
 from store import jobs as job_store
 from store import runs as run_store
 from workflows.models import JobStatus
@@ -35,12 +35,15 @@ class RunService:
         self._schedules = schedules
         self._settings = settings
 
-    async def cancel(self, job_id: str) -> JobResponse:
+    async def cancel(self, job_id: str, actor: str) -> JobResponse:
         """Cancel the running run and wait (bounded) until it has recorded ``cancelled``."""
         async with self._sessions() as session:
             job = await job_store.get_job(session, job_id)
-        if not JobStatus(job.status).is_active or job.latest_run_id is None:
-            raise JobNotRunning(job_id, job.status)
+            if not JobStatus(job.status).is_active or job.latest_run_id is None:
+                raise JobNotRunning(job_id, job.status)
+            await run_store.mark_cancel_requested(session, job.latest_run_id, actor)
+            audit.record_change(session, actor, "cancel", job_id, job.latest_run_id)
+            await session.commit()
         await self._schedules.cancel_run(job.latest_run_id)
         # The container gets its grace period; the answer waits for the outcome when it can.
         deadline = asyncio.get_running_loop().time() + self._settings.stop_grace_seconds + 15

@@ -115,6 +115,8 @@ class RunHistory:
                 latest_checkpoint=latest.get(run.run_id),
                 notifications=deliveries[run.run_id],
                 temporal_ui_url=self._settings.run_ui_url(run.run_id),
+                triggered_by=run.triggered_by,
+                cancelled_by=run.cancelled_by,
             )
             for run in runs
         ]

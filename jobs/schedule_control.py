@@ -21,8 +21,8 @@ from core.settings import Settings
 from jobs.requests import BackfillRequest
 from jobs.responses import BackfillResponse, FiringTime, ScheduleEventResponse, ScheduleView
 from jobs.temporal import JobSchedules
+from store import audit, journal, schedule_events
 from store import jobs as job_store
-from store import journal, schedule_events
 from store.models import Job
 from workflows.models import JobStatus
 
@@ -121,29 +121,33 @@ class SchedulingService:
             events=history,
         )
 
-    async def set_paused(self, job_id: str, paused: bool, note: str | None) -> None:
+    async def set_paused(self, job_id: str, paused: bool, note: str | None, actor: str) -> None:
         async with self._sessions() as session:
             await job_store.get_job(session, job_id)
+            audit.record_change(session, actor, "pause" if paused else "resume", job_id, note)
+            await session.commit()
         text = note or ("Paused through the API" if paused else "Resumed through the API")
         if paused:
             await self._schedules.pause(job_id, text)
         else:
             await self._schedules.unpause(job_id, text)
-        await self._mirror(job_id, paused, text, None, actor="api")
+        await self._mirror(job_id, paused, text, None, actor=actor)
         async with self._sessions() as session:
             await self.describe(await job_store.get_job(session, job_id))
 
-    async def trigger(self, job_id: str, allow_overlap: bool) -> None:
+    async def trigger(self, job_id: str, allow_overlap: bool, actor: str) -> None:
         """Start a run now; never dropped by the overlap policy. 409 while one runs."""
         async with self._sessions() as session:
             job = await job_store.get_job(session, job_id)
             if JobStatus(job.status).is_active and not allow_overlap:
                 raise JobRunning(job_id, job.status, "trigger (send allow_overlap: true)")
             job.pending_trigger = "manual"
+            job.pending_actor = actor
+            audit.record_change(session, actor, "trigger", job_id)
             await session.commit()
         await self._schedules.trigger(job_id, job.started_at)
 
-    async def backfill(self, job_id: str, request: BackfillRequest) -> BackfillResponse:
+    async def backfill(self, job_id: str, request: BackfillRequest, actor: str) -> BackfillResponse:
         async with self._sessions() as session:
             job = await job_store.get_job(session, job_id)
         if not job.schedule:
@@ -163,7 +167,11 @@ class SchedulingService:
             )
         if not request.dry_run and times:
             async with self._sessions() as session:
-                await schedule_events.record_backfill(session, job_id, request.start, request.end)
+                span = f"{request.start.isoformat()} to {request.end.isoformat()}"
+                audit.record_change(session, actor, "backfill", job_id, span)
+                await schedule_events.record_backfill(
+                    session, job_id, request.start, request.end, actor
+                )
             await self._schedules.backfill(
                 job_id, request.start, request.end, request.overlap_policy
             )

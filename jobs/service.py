@@ -18,14 +18,15 @@ from core.errors import DuplicateJobName, JobRunning
 from core.secret_env import check_secret_env
 from core.settings import Settings
 from jobs import views
+from jobs.creation import refuse_nested_checkpoint_path
 from jobs.notification_rules import validate_job_notifications
 from jobs.requests import JobUpdate
 from jobs.responses import JobResponse, Stats
 from jobs.schedule_control import SchedulingService
 from jobs.spec_size import check_spec_size
 from jobs.temporal import JobSchedules
+from store import audit, journal, schedule_events
 from store import jobs as job_store
-from store import journal, schedule_events
 from store.models import Job, utcnow
 from workflows.models import JobStatus
 
@@ -80,7 +81,7 @@ class JobService:
             scheduled=scheduled,
         )
 
-    async def update(self, job_id: str, body: JobUpdate) -> Job:
+    async def update(self, job_id: str, body: JobUpdate, actor: str) -> Job:
         changes: dict[str, Any] = body.changes()
         if "notifications" in changes:
             validate_job_notifications(self._settings, body.notifications)
@@ -94,6 +95,8 @@ class JobService:
                 raise DuplicateJobName(changes["name"])
             if not changes:
                 return job
+            if changes.get("checkpoint_path"):
+                await refuse_nested_checkpoint_path(session, changes["checkpoint_path"], job_id)
             if {"command", "env", "secret_env"} & changes.keys():
                 check_spec_size(
                     self._settings,
@@ -105,11 +108,13 @@ class JobService:
             job = await job_store.get_job(session, job_id)
             if "paused" in changes and changes["paused"] != job.paused:
                 schedule_events.add_pause_event(
-                    session, job_id, changes["paused"], "Changed with PUT /jobs/{job_id}", "api"
+                    session, job_id, changes["paused"], "Changed with PUT /jobs/{job_id}", actor
                 )
             for key, value in changes.items():
                 setattr(job, key, value)
             job.updated_at = utcnow()
+            job.updated_by = actor
+            audit.record_change(session, actor, "update", job_id, ", ".join(sorted(changes)))
             try:
                 await session.flush()
             except IntegrityError:
@@ -123,18 +128,19 @@ class JobService:
             await journal.clear_schedule_change(session, job_id)
             return job
 
-    async def delete(self, job_id: str) -> None:
+    async def delete(self, job_id: str, actor: str) -> None:
         async with self._sessions() as session:
             job = await job_store.get_job(session, job_id)
             _refuse_if_active(job, "delete")
             await journal.journal_schedule_change(session, job_id)
             await job_store.delete_job_rows(session, job_id)
+            audit.record_change(session, actor, "delete", job_id, job.name)
             await session.flush()
             await self._schedules.delete(job_id)
             await session.commit()
             await journal.clear_schedule_change(session, job_id)
 
-    async def retry(self, job_id: str) -> Job:
+    async def retry(self, job_id: str, actor: str) -> Job:
         async with self._sessions() as session:
             job = await job_store.get_job(session, job_id)
             _refuse_if_active(job, "retry")
@@ -146,6 +152,7 @@ class JobService:
                 "started_at": job.started_at,
                 "completed_at": job.completed_at,
                 "pending_trigger": job.pending_trigger,
+                "pending_actor": job.pending_actor,
                 "updated_at": job.updated_at,
             }
             job.status = JobStatus.PENDING.value
@@ -154,7 +161,9 @@ class JobService:
             job.started_at = None
             job.completed_at = None
             job.pending_trigger = "retry"
+            job.pending_actor = actor
             job.updated_at = utcnow()
+            audit.record_change(session, actor, "retry", job_id)
             await session.commit()
             try:
                 await self._schedules.trigger(job_id, previous_start)

@@ -80,6 +80,26 @@ async def name_taken(session: AsyncSession, name: str, *, except_job: str | None
     return (await session.scalar(query.limit(1))) is not None
 
 
+async def checkpoint_path_nested(
+    session: AsyncSession, path: str, *, except_job: str | None = None
+) -> str | None:
+    """Another job's checkpoint path that lies inside ``path`` or contains it, if any.
+
+    Equal paths are fine (jobs may share a directory); nested ones are not: a container
+    could swap the inner directory for a link before the other job's mount is made.
+    """
+    parts = path.strip("/").split("/")
+    ancestors = ["/" + "/".join(parts[:i]) for i in range(1, len(parts))]
+    query = select(Job.checkpoint_path).where(
+        Job.checkpoint_path.startswith(path.rstrip("/") + "/", autoescape=True)
+        | Job.checkpoint_path.in_(ancestors)
+    )
+    if except_job is not None:
+        query = query.where(Job.job_id != except_job)
+    found: str | None = await session.scalar(query.limit(1))
+    return found
+
+
 async def list_jobs(
     session: AsyncSession,
     status: JobStatus | None,

@@ -41,6 +41,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Actors are API key names (KEY_NAME_PATTERN allows 64 characters), "anonymous" or "ui/cli".
+ACTOR_LENGTH = 64
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -82,6 +86,10 @@ class Job(Base):
     latest_run_id: Mapped[str | None] = mapped_column(String(255))
     # Why the next run starts (`retry`, `manual`), consumed by that run; None means the spec.
     pending_trigger: Mapped[str | None] = mapped_column(String(16))
+    # Who asked for that run (an API key's name), consumed with it.
+    pending_actor: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
+    created_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
+    updated_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -114,6 +122,9 @@ class Run(Base):
     started_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+    # Who started the run (None: the schedule or an SDK start) and who cancelled it.
+    triggered_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
+    cancelled_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
 
     __table_args__ = (Index("ix_runs_job_id_started_at", "job_id", "started_at"),)
 
@@ -222,7 +233,7 @@ class ScheduleEvent(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.job_id", ondelete="CASCADE"))
     event: Mapped[str] = mapped_column(String(16))
     note: Mapped[str | None] = mapped_column(Text)
-    actor: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
     at: Mapped[datetime]
 
     __table_args__ = (Index("ix_schedule_events_job_id_at", "job_id", "at"),)
@@ -238,6 +249,7 @@ class Backfill(Base):
     start_at: Mapped[datetime]
     end_at: Mapped[datetime]
     created_at: Mapped[datetime]
+    actor: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
 
     __table_args__ = (Index("ix_backfills_job_id", "job_id"),)
 
@@ -263,3 +275,36 @@ class ScheduleSync(Base):
 
     job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     requested_at: Mapped[datetime]
+
+
+class AuditEvent(Base):
+    """Who changed what through the API; kept when the job is deleted (no foreign key)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    # create, update, delete, retry, trigger, cancel, pause, resume, backfill
+    action: Mapped[str] = mapped_column(String(16))
+    job_id: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_audit_events_job_id_at", "job_id", "at"),)
+
+
+class IdempotencyRecord(Base):
+    """The answer to a POST sent with an ``Idempotency-Key``, replayed for 24 hours."""
+
+    __tablename__ = "idempotency_keys"
+
+    actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # sha256 of method, path and body: the same key with another request is a conflict.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    # None while the first request is still being answered.
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)

@@ -52,9 +52,12 @@ async def start_run(
             started_at=started_at,
             updated_at=started_at,
         )
-        session.add(run)
         if trigger == job.pending_trigger:
-            job.pending_trigger = None
+            run.triggered_by = job.pending_actor
+            job.pending_trigger = job.pending_actor = None
+        elif trigger == "backfill":
+            run.triggered_by = await _backfill_actor(session, job_id, scheduled_at)
+        session.add(run)
         job.latest_run_id = run_id
         job.status = JobStatus.RUNNING.value
         job.retry_count = 0
@@ -93,6 +96,29 @@ async def _trigger_of(
     if default_trigger == "schedule" and job.pending_trigger:
         return job.pending_trigger
     return default_trigger
+
+
+async def _backfill_actor(
+    session: AsyncSession, job_id: str, scheduled_at: datetime | None
+) -> str | None:
+    actor: str | None = await session.scalar(
+        select(Backfill.actor)
+        .where(
+            Backfill.job_id == job_id,
+            Backfill.start_at <= scheduled_at,
+            Backfill.end_at >= scheduled_at,
+        )
+        .order_by(Backfill.id.desc())
+        .limit(1)
+    )
+    return actor
+
+
+async def mark_cancel_requested(session: AsyncSession, run_id: str, actor: str) -> None:
+    """Record who asked to cancel a run (the caller commits)."""
+    run = await session.get(Run, run_id)
+    if run is not None:
+        run.cancelled_by = actor
 
 
 async def record_run_status(

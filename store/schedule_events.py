@@ -63,8 +63,10 @@ async def mirror_state(
 
 
 async def record_backfill(
-    session: AsyncSession, job_id: str, start: datetime, end: datetime
+    session: AsyncSession, job_id: str, start: datetime, end: datetime, actor: str | None = None
 ) -> None:
     """Remember a backfill's range (commits), so its runs are recorded as ``backfill``."""
-    session.add(Backfill(job_id=job_id, start_at=start, end_at=end, created_at=utcnow()))
+    session.add(
+        Backfill(job_id=job_id, start_at=start, end_at=end, created_at=utcnow(), actor=actor)
+    )
     await session.commit()

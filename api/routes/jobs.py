@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from api.auth import PrincipalDep
 from api.deps import JobCreatorDep, JobServiceDep
 from api.errors import ERROR_RESPONSES
+from api.idempotency import IdempotencyDep
 from jobs.requests import JobCreate, JobUpdate
 from jobs.responses import JobList, JobResponse
 from workflows.models import JobStatus
@@ -16,9 +18,19 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=ERROR_RESPONSES)
-async def create_job(body: JobCreate, creator: JobCreatorDep, jobs: JobServiceDep) -> JobResponse:
+async def create_job(
+    body: JobCreate,
+    creator: JobCreatorDep,
+    jobs: JobServiceDep,
+    caller: PrincipalDep,
+    once: IdempotencyDep,
+) -> JobResponse:
     """Create a job and its Temporal Schedule; a job without ``schedule`` runs once, now."""
-    return await jobs.view(await creator.create(body))
+
+    async def create() -> JobResponse:
+        return await jobs.view(await creator.create(body, caller.name))
+
+    return await once.run(JobResponse, create, status.HTTP_201_CREATED)
 
 
 @router.get("", responses=ERROR_RESPONSES)
@@ -48,19 +60,27 @@ async def get_job(job_id: str, jobs: JobServiceDep) -> JobResponse:
 
 
 @router.put("/{job_id}", responses=ERROR_RESPONSES)
-async def update_job(job_id: str, body: JobUpdate, jobs: JobServiceDep) -> JobResponse:
+async def update_job(
+    job_id: str, body: JobUpdate, jobs: JobServiceDep, caller: PrincipalDep
+) -> JobResponse:
     """Change the fields sent; ``schedule: null`` makes the job a one-off. 409 while running."""
-    return await jobs.view(await jobs.update(job_id, body))
+    return await jobs.view(await jobs.update(job_id, body, caller.name))
 
 
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERROR_RESPONSES)
-async def delete_job(job_id: str, jobs: JobServiceDep) -> Response:
+async def delete_job(job_id: str, jobs: JobServiceDep, caller: PrincipalDep) -> Response:
     """Remove the job, its schedule and its run records; files on disk are kept."""
-    await jobs.delete(job_id)
+    await jobs.delete(job_id, caller.name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{job_id}/retry", responses=ERROR_RESPONSES)
-async def retry_job(job_id: str, jobs: JobServiceDep) -> JobResponse:
+async def retry_job(
+    job_id: str, jobs: JobServiceDep, caller: PrincipalDep, once: IdempotencyDep
+) -> JobResponse:
     """Reset the job to ``pending`` and start a new run now. 409 while running."""
-    return await jobs.view(await jobs.retry(job_id))
+
+    async def retry() -> JobResponse:
+        return await jobs.view(await jobs.retry(job_id, caller.name))
+
+    return await once.run(JobResponse, retry)

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
+from api.auth import PrincipalDep
 from api.deps import RunHistoryDep, RunServiceDep
 from api.errors import ERROR_RESPONSES
 from jobs.fields import QueryBool
@@ -45,12 +46,12 @@ async def get_run_metrics(job_id: str, run_id: str, history: RunHistoryDep) -> R
 
 
 @router.post("/cancel", responses=ERROR_RESPONSES)
-async def cancel_job(job_id: str, runs: RunServiceDep) -> JobResponse:
+async def cancel_job(job_id: str, runs: RunServiceDep, caller: PrincipalDep) -> JobResponse:
     """Stop the running run gracefully (SIGTERM, grace period, SIGKILL); status ``cancelled``.
 
     A scheduled job keeps its schedule. 409 when nothing is running.
     """
-    return await runs.cancel(job_id)
+    return await runs.cancel(job_id, caller.name)
 
 
 @router.get(

@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body
 
+from api.auth import PrincipalDep
 from api.deps import JobServiceDep, SchedulingDep
 from api.errors import ERROR_RESPONSES
+from api.idempotency import IdempotencyDep
 from jobs.requests import BackfillRequest, NoteRequest, TriggerRequest
 from jobs.responses import BackfillResponse, JobResponse, ScheduleView
 
@@ -25,10 +27,11 @@ async def pause_job(
     job_id: str,
     scheduling: SchedulingDep,
     jobs: JobServiceDep,
+    caller: PrincipalDep,
     body: Annotated[NoteRequest | None, Body()] = None,
 ) -> JobResponse:
     """Pause the schedule (runs already going keep going); ``note`` says why."""
-    await scheduling.set_paused(job_id, True, body.note if body else None)
+    await scheduling.set_paused(job_id, True, body.note if body else None, caller.name)
     return await jobs.get(job_id)
 
 
@@ -37,9 +40,10 @@ async def resume_job(
     job_id: str,
     scheduling: SchedulingDep,
     jobs: JobServiceDep,
+    caller: PrincipalDep,
     body: Annotated[NoteRequest | None, Body()] = None,
 ) -> JobResponse:
-    await scheduling.set_paused(job_id, False, body.note if body else None)
+    await scheduling.set_paused(job_id, False, body.note if body else None, caller.name)
     return await jobs.get(job_id)
 
 
@@ -48,17 +52,32 @@ async def trigger_job(
     job_id: str,
     scheduling: SchedulingDep,
     jobs: JobServiceDep,
+    caller: PrincipalDep,
+    once: IdempotencyDep,
     body: Annotated[TriggerRequest | None, Body()] = None,
 ) -> JobResponse:
     """Run now, whatever the overlap policy. 409 while a run is active, unless
     ``allow_overlap`` is true."""
-    await scheduling.trigger(job_id, allow_overlap=bool(body and body.allow_overlap))
-    return await jobs.get(job_id)
+    allow_overlap = bool(body and body.allow_overlap)
+
+    async def trigger() -> JobResponse:
+        await scheduling.trigger(job_id, allow_overlap=allow_overlap, actor=caller.name)
+        return await jobs.get(job_id)
+
+    return await once.run(JobResponse, trigger)
 
 
 @router.post("/backfill", responses=ERROR_RESPONSES)
 async def backfill_job(
-    job_id: str, body: BackfillRequest, scheduling: SchedulingDep
+    job_id: str,
+    body: BackfillRequest,
+    scheduling: SchedulingDep,
+    caller: PrincipalDep,
+    once: IdempotencyDep,
 ) -> BackfillResponse:
     """Start the runs the schedule would have started between ``start`` and ``end``."""
-    return await scheduling.backfill(job_id, body)
+
+    async def backfill() -> BackfillResponse:
+        return await scheduling.backfill(job_id, body, caller.name)
+
+    return await once.run(BackfillResponse, backfill)

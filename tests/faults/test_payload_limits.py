@@ -121,10 +121,38 @@ async def test_a_failed_run_with_3mb_of_output_reports_its_exit_code(
 
 
 @pytest.mark.parametrize(
-    "fields",
+    ("fields", "status", "error_type", "setting"),
     [
-        pytest.param({"command": ["sh", "-c", "true", *(["x" * ITEM] * 128)]}, id="8mb-command"),
-        pytest.param({"env": {f"BIG_{i}": "e" * ITEM for i in range(80)}}, id="5mb-env"),
+        # Within MAX_BODY_BYTES (1 MiB) but over MAX_SPEC_BYTES (256 KiB): read, then refused.
+        pytest.param(
+            {"command": ["sh", "-c", "true", *(["x" * ITEM] * 12)]},
+            400,
+            "ValidationError",
+            "MAX_SPEC_BYTES",
+            id="768kb-command",
+        ),
+        pytest.param(
+            {"env": {f"BIG_{i}": "e" * ITEM for i in range(10)}},
+            400,
+            "ValidationError",
+            "MAX_SPEC_BYTES",
+            id="640kb-env",
+        ),
+        # Over MAX_BODY_BYTES: refused while it arrives, never parsed.
+        pytest.param(
+            {"command": ["sh", "-c", "true", *(["x" * ITEM] * 128)]},
+            413,
+            "PayloadTooLarge",
+            "MAX_BODY_BYTES",
+            id="8mb-command",
+        ),
+        pytest.param(
+            {"env": {f"BIG_{i}": "e" * ITEM for i in range(80)}},
+            413,
+            "PayloadTooLarge",
+            "MAX_BODY_BYTES",
+            id="5mb-env",
+        ),
     ],
 )
 async def test_a_spec_too_big_for_a_run_is_refused_and_nothing_is_written(
@@ -133,6 +161,9 @@ async def test_a_spec_too_big_for_a_run_is_refused_and_nothing_is_written(
     settings: Settings,
     busybox_image: str,
     fields: dict[str, Any],
+    status: int,
+    error_type: str,
+    setting: str,
 ) -> None:
     name = unique_name("too-big")
     total_before, _ = await job_names(api)
@@ -141,14 +172,15 @@ async def test_a_spec_too_big_for_a_run_is_refused_and_nothing_is_written(
     body = {"name": name, "image": busybox_image, "command": ["true"], **fields}
     response = await api.post("/jobs", json=body)
 
-    assert response.status_code == 400, response.text[:300]
+    assert response.status_code == status, response.text[:300]
     error = response.json()
-    assert error["error_type"] == "ValidationError"
+    assert error["error_type"] == error_type
     assert set(error) == {"detail", "error_type"}
-    assert "MAX_SPEC_BYTES" in error["detail"]
+    assert setting in error["detail"]
     spec_bytes = len(json.dumps(fields).encode())
-    assert str(settings.max_spec_bytes) in error["detail"]
-    assert spec_bytes > settings.max_spec_bytes
+    limit = settings.max_spec_bytes if status == 400 else settings.max_body_bytes
+    assert str(limit) in error["detail"]
+    assert spec_bytes > limit
     total_after, names = await job_names(api)
     assert total_after == total_before
     assert name not in names
