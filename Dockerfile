@@ -1,7 +1,7 @@
 # One image for the API (default command) and the worker (`python -m worker`).
 #
 #   docker build -t training-orchestrator .
-#   docker run --rm -p 8000:8000 training-orchestrator            # the API
+#   docker run --rm -p 8000:8000 -e ENABLE_API_AUTH=true -e API_KEY=... training-orchestrator
 #   docker run --rm training-orchestrator python -m worker        # the worker
 #
 # docker-compose.yml shows how they are wired to PostgreSQL, Temporal and the Docker socket.
@@ -32,7 +32,9 @@ RUN if [ -n "$WHEELHOUSE" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS="/src/$WH
 FROM ${BASE_IMAGE}
 
 # PATH: the environment's python first, so `python -m api` needs no activation.
-# API_HOST: inside a container the API must listen on all interfaces to be reachable at all.
+# API_HOST: inside a container the API must listen on all interfaces to be reachable at all;
+# there it refuses to start without ENABLE_API_AUTH=true and API_KEY (or, knowingly,
+# ALLOW_UNAUTHENTICATED=true).
 # DATA_DIR: the SQLite file (when DATABASE_URL is unset), attempt logs, default checkpoint root.
 ENV PATH=/opt/orchestrator/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -190,6 +190,8 @@ class Settings(BaseSettings):
         "webhook_url",
         "webhook_secret",
         "fault_pause_at",
+        "api_keys",
+        "container_user",
         mode="before",
     )
     @classmethod

@@ -170,6 +170,9 @@ def test_the_api_requires_the_key() -> None:
     environment = _service("orchestrator")["environment"]
     assert environment["ENABLE_API_AUTH"] == "true"
     assert environment["API_KEY"] == REQUIRED["API_KEY"]
+    # Named keys and the rate limit reach the API too; neither is set by default.
+    assert environment["API_KEYS"] == ""
+    assert environment["RATE_LIMIT_PER_MINUTE"] == "0"
 
 
 def test_api_and_worker_use_postgresql_and_the_temporal_server() -> None:
