@@ -16,6 +16,7 @@ from api.errors import install_error_handlers
 from api.front_door import AuthMiddleware, BodyLimitMiddleware, RateLimitMiddleware
 from api.log_context import LogContextMiddleware, bind_path_job_id
 from api.metrics import ApiMetrics, HttpMetricsMiddleware
+from api.openapi import install_openapi
 from api.routes import docs, health, jobs, metrics, runs, schedule, stats, whoami
 from api.ui.router import install_ui
 from core.settings import Settings
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     settings = app.state.settings = settings or Settings()
     install_error_handlers(app)
+    install_openapi(app, settings)
     app.state.metrics = ApiMetrics()
     # The last added runs first: logging and metrics see every answer, the key is checked
     # before the rate limit counts the request, and both before the body is read.

@@ -12,7 +12,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.openapi import allowed_methods
 from core.errors import (
+    CheckpointPathConflict,
     DuplicateJobName,
     IdempotencyConflict,
     InvalidInput,
@@ -35,6 +37,7 @@ STATUS_BY_ERROR: dict[type[OrchestratorError], int] = {
     JobRunning: 409,
     JobNotRunning: 409,
     IdempotencyConflict: 409,
+    CheckpointPathConflict: 409,
     ServiceUnavailable: 503,
 }
 # Temporal answers that mean "not reachable right now" rather than "you asked wrongly".
@@ -44,11 +47,22 @@ _UNREACHABLE = {
     RPCStatusCode.CANCELLED,
     RPCStatusCode.RESOURCE_EXHAUSTED,
 }
+# Pages beyond this would need offsets no database handles (and no one reads that far).
+MAX_PAGE = 1_000_000
 # The error body every route documents in OpenAPI, by status code.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 404, 409, 503)
 }
-_HTTP_ERROR_TYPES = {401: "AuthenticationError", 404: "NotFound", 405: "MethodNotAllowed"}
+# Refusals raised by FastAPI or Starlette themselves, named as the error table names them.
+_HTTP_ERROR_TYPES = {
+    400: "ValidationError",
+    401: "AuthenticationError",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "PayloadTooLarge",
+    429: "RateLimited",
+}
 
 
 def error_response(status_code: int, detail: str, error_type: str) -> JSONResponse:
@@ -86,11 +100,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, describe_validation_error(exc), "ValidationError")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         error_type = _HTTP_ERROR_TYPES.get(exc.status_code, "HTTPError")
         response = error_response(exc.status_code, str(exc.detail), error_type)
         if exc.headers:
             response.headers.update(exc.headers)
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route matching the path only; GET,
+            # PUT and DELETE of /jobs/{job_id} are three routes.
+            methods = allowed_methods(app, request.url.path)
+            if methods:
+                response.headers["Allow"] = ", ".join(methods)
         return response
 
     @app.exception_handler(RPCError)

@@ -52,3 +52,9 @@ class JobNotRunning(OrchestratorError):
 
 class IdempotencyConflict(OrchestratorError):
     error_type = "IdempotencyConflict"
+
+
+class CheckpointPathConflict(OrchestratorError):
+    """Another job's checkpoint directory lies inside this one's, or contains it."""
+
+    error_type = "CheckpointPathConflict"

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.errors import DuplicateJobName, InvalidInput
+from core.errors import CheckpointPathConflict, DuplicateJobName, InvalidInput
 from core.secret_env import check_secret_env
 from core.settings import Settings
 from jobs.notification_rules import validate_job_notifications
@@ -35,18 +35,13 @@ JOB_ID_FORMAT = re.compile(r"train-[0-9a-f]{8}")
 SDK_ACTOR = "temporal-sdk"
 
 
-# Every job without a checkpoint_path gets /checkpoints/<job_id>: this one contains them all.
-DEFAULT_CHECKPOINT_PARENT = "/checkpoints"
-
-
 async def refuse_nested_checkpoint_path(
     session: AsyncSession, path: str, job_id: str | None
 ) -> None:
-    """Raises InvalidInput if ``path`` is inside another job's checkpoint path or contains it."""
-    other = DEFAULT_CHECKPOINT_PARENT if path == DEFAULT_CHECKPOINT_PARENT else None
-    other = other or await job_store.checkpoint_path_nested(session, path, except_job=job_id)
+    """Raises CheckpointPathConflict if ``path`` is inside another job's or contains one."""
+    other = await job_store.checkpoint_path_nested(session, path, except_job=job_id)
     if other is not None:
-        raise InvalidInput(
+        raise CheckpointPathConflict(
             f"checkpoint_path: {path} and another job's {other} are nested; a job's "
             "directory may be shared but never lie inside another's"
         )

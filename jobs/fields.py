@@ -5,8 +5,8 @@ from __future__ import annotations
 import posixpath
 import re
 from datetime import datetime
-from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
 
 from pydantic import (
     AfterValidator,
@@ -16,20 +16,18 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictFloat,
-    StrictInt,
     StringConstraints,
 )
 
+from jobs import schema_patterns as patterns
 from jobs.cron import validate_cron
 from notifications.registry import ChannelJobOptions
 from workflows.models import NotifyEvent
 
-# Characters that rewrite a terminal or reorder what a reader sees: C0/C1 controls (NUL, ESC,
-# CR, LF, ...) and Unicode's bidirectional overrides and isolates (U+202E and friends).
-_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-UNSAFE_CHARS = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
-# As unsafe, but a multi-line text (a note, a shell script in a command) keeps \n and \t.
-UNSAFE_IN_TEXT = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}]")
+# Characters that rewrite a terminal or hide or reorder what a reader sees (NUL, ESC, CR, LF,
+# U+202E, zero-width ones, ...); a multi-line text (a note) keeps newline and tab.
+UNSAFE_CHARS = re.compile(f"[{patterns.UNSAFE_CLASS}]")
+UNSAFE_IN_TEXT = re.compile(f"[{patterns.UNSAFE_IN_TEXT_CLASS}]")
 
 
 def refuse_unsafe_chars(text: str) -> str:
@@ -50,18 +48,42 @@ def _refuse_nul(text: str) -> str:
     return text
 
 
+def _schema(**extra: Any) -> Any:
+    """What the OpenAPI schema says beyond what pydantic derives (see jobs.schema_patterns)."""
+    return Field(json_schema_extra=extra)
+
+
 JobName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
     AfterValidator(refuse_unsafe_chars),
+    _schema(pattern=patterns.SAFE_NAME),
 ]
 ImageRef = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=512, pattern=r"^\S+$"),
     AfterValidator(refuse_unsafe_chars),
+    _schema(pattern=patterns.SAFE_TOKEN),
 ]
-Note = Annotated[str, StringConstraints(max_length=1000), AfterValidator(refuse_unsafe_in_text)]
-MaxRetries = Annotated[StrictInt, Field(ge=0, le=100)]
+Note = Annotated[
+    str,
+    StringConstraints(max_length=1000),
+    AfterValidator(refuse_unsafe_in_text),
+    _schema(pattern=patterns.SAFE_TEXT),
+]
+
+
+def _json_integer(value: object) -> object:
+    # Strict per field: "3" and true are not numbers; 3.0 is 3, as JSON Schema reads it.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer")
+    return value
+
+
+_JSON_INT = BeforeValidator(_json_integer)
+MaxRetries = Annotated[int, Field(ge=0, le=100), _JSON_INT]
 
 
 def _iso_text(value: object) -> object:
@@ -89,10 +111,20 @@ def _check_command(command: list[str]) -> list[str]:
     return command
 
 
+_ARGUMENT = {"type": "string", "maxLength": 65_536, "pattern": patterns.NO_NUL}
 Command = Annotated[
-    list[Annotated[str, StringConstraints(max_length=65_536), AfterValidator(_refuse_nul)]],
+    list[
+        Annotated[
+            str,
+            StringConstraints(max_length=65_536),
+            AfterValidator(_refuse_nul),
+            _schema(pattern=patterns.NO_NUL),
+        ]
+    ],
     Field(min_length=1, max_length=4096),
     AfterValidator(_check_command),
+    # The program (the first element) must not be blank.
+    _schema(prefixItems=[{**_ARGUMENT, "pattern": "^[^\\x00]*[^\\s\\x00][^\\x00]*$"}]),
 ]
 
 
@@ -100,12 +132,23 @@ def _check_cron(expr: str) -> str:
     return validate_cron(expr)
 
 
-CronSchedule = Annotated[str, AfterValidator(_check_cron)]
+CronSchedule = Annotated[
+    str,
+    StringConstraints(max_length=255),
+    AfterValidator(_check_cron),
+    _schema(
+        pattern=patterns.CRON,
+        description="Five-field cron (minute hour day-of-month month day-of-week) or @daily "
+        "and friends; the API also takes ranges and names. See docs/scheduling.md.",
+    ),
+]
 
 
 # Directories of the image a mount must never hide: its programs, libraries and the kernel's
 # views (/lib* covers lib32, lib64, libx32 too).
 SYSTEM_DIRS = frozenset({"bin", "boot", "dev", "etc", "proc", "run", "sbin", "sys", "usr"})
+# Every job without a checkpoint_path gets /checkpoints/<job_id>: this one contains them all.
+DEFAULT_CHECKPOINT_PARENT = "/checkpoints"
 
 
 def normalize_checkpoint_path(path: str) -> str:
@@ -115,7 +158,7 @@ def normalize_checkpoint_path(path: str) -> str:
     could reach outside the root (``..``), hide the image's own system directories (``/bin``,
     ``/etc``, ``/usr``, ``/lib*``...) or be read two ways (``//``, ``:``, control characters)
     is rejected rather than cleaned up, so the user sees exactly what will be used. Only a
-    trailing ``/`` and ``.`` components are normalised away.
+    trailing ``/`` is dropped.
     """
     refuse_unsafe_chars(path)
     if not path.startswith("/"):
@@ -124,21 +167,26 @@ def normalize_checkpoint_path(path: str) -> str:
         raise ValueError("must not contain '//'")
     if ":" in path or "\\" in path:
         raise ValueError("must not contain ':' or '\\'")
-    if ".." in path.split("/"):
-        raise ValueError("must not contain '..'")
+    if {".", ".."} & set(path.split("/")):
+        raise ValueError("must not contain '.' or '..' parts")
     normalized = posixpath.normpath(path)
     if normalized == "/":
         raise ValueError("must name a directory below /, not / itself")
     top = normalized.split("/")[1]
     if top in SYSTEM_DIRS or top.startswith("lib"):
         raise ValueError(f"must not be in the image's system directory /{top}")
+    if normalized == DEFAULT_CHECKPOINT_PARENT:
+        raise ValueError(
+            f"must not be {DEFAULT_CHECKPOINT_PARENT}: it holds other jobs' directories"
+        )
     return normalized
 
 
 CheckpointPath = Annotated[
     str,
-    StringConstraints(min_length=2, max_length=1024, pattern=r"^/[^:\\\x00-\x1f\x7f]+$"),
+    StringConstraints(min_length=2, max_length=1024),
     AfterValidator(normalize_checkpoint_path),
+    _schema(pattern=patterns.CHECKPOINT_PATH),
 ]
 
 
@@ -157,15 +205,21 @@ def _check_env_name(name: str) -> str:
     return name
 
 
-EnvName = Annotated[str, StringConstraints(max_length=255), AfterValidator(_check_env_name)]
-Env = Annotated[
-    dict[
-        EnvName, Annotated[str, StringConstraints(max_length=65_536), AfterValidator(_refuse_nul)]
-    ],
-    Field(max_length=500),
+EnvName = Annotated[
+    str,
+    StringConstraints(max_length=255),
+    AfterValidator(_check_env_name),
+    _schema(pattern=_ENV_NAME.pattern, **{"not": {"enum": sorted(RESERVED_ENV)}}),
 ]
+EnvValue = Annotated[
+    str,
+    StringConstraints(max_length=65_536),
+    AfterValidator(_refuse_nul),
+    _schema(pattern=patterns.NO_NUL),
+]
+Env = Annotated[dict[EnvName, EnvValue], Field(max_length=500)]
 SecretEnv = Annotated[list[EnvName], Field(max_length=100)]
-TimeoutSeconds = Annotated[StrictInt, Field(ge=1, le=30 * 24 * 3600)]
+TimeoutSeconds = Annotated[int, Field(ge=1, le=30 * 24 * 3600), _JSON_INT]
 
 
 # Docker refuses less than 6 MiB; more than 4 TiB is a typo on any machine of today.
@@ -190,10 +244,9 @@ def _check_memory(text: str) -> str:
 
 MemoryLimit = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True, max_length=20, pattern=r"^[1-9][0-9]{0,15}[kmgKMG]?[bB]?$"
-    ),
+    StringConstraints(max_length=20, pattern=r"^[1-9][0-9]{0,15}[kmgKMG]?[bB]?$"),
     AfterValidator(_check_memory),
+    _schema(pattern=patterns.memory_pattern(MIN_MEMORY_BYTES, MAX_MEMORY_BYTES)),
 ]
 
 
@@ -202,7 +255,7 @@ class Resources(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    gpus: Literal["all"] | Annotated[StrictInt, Field(ge=0, le=64)] | None = None
+    gpus: Literal["all"] | Annotated[int, Field(ge=0, le=64), _JSON_INT] | None = None
     cpus: Annotated[StrictFloat, Field(gt=0, le=1024)] | None = None
     memory: MemoryLimit | None = None
 
@@ -219,19 +272,23 @@ class NotificationSettings(ChannelJobOptions):
     events: list[NotifyEvent] | None = None
 
 
+TIMEZONES = sorted(available_timezones())
+
+
 def _check_timezone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{name!r} is not a known IANA time zone (e.g. Europe/Berlin)") from None
+    if name not in TIMEZONES:
+        raise ValueError(f"{name!r} is not a known IANA time zone (e.g. Europe/Berlin)")
     return name
 
 
 Timezone = Annotated[
-    str, StringConstraints(min_length=1, max_length=64), AfterValidator(_check_timezone)
+    str,
+    StringConstraints(min_length=1, max_length=64),
+    AfterValidator(_check_timezone),
+    _schema(enum=TIMEZONES),
 ]
 OverlapPolicy = Literal[
     "skip", "buffer_one", "buffer_all", "cancel_other", "terminate_other", "allow_all"
 ]
 # Temporal refuses catch-up windows under ten seconds.
-CatchupWindowSeconds = Annotated[StrictInt, Field(ge=10, le=366 * 24 * 3600)]
+CatchupWindowSeconds = Annotated[int, Field(ge=10, le=366 * 24 * 3600), _JSON_INT]

@@ -69,10 +69,26 @@ NULLABLE_ON_UPDATE = frozenset(
 )
 
 
+def _null_only_where_allowed(schema: dict[str, Any]) -> None:
+    """The schema of JobUpdate: ``null`` only for the fields that null clears."""
+    for name, field in schema.get("properties", {}).items():
+        variants = field.get("anyOf")
+        if name in NULLABLE_ON_UPDATE or not variants:
+            continue
+        kept = [variant for variant in variants if variant != {"type": "null"}]
+        del field["anyOf"]
+        if len(kept) == 1:
+            field.update(kept[0])
+        else:
+            field["anyOf"] = kept
+        if field.get("default", "") is None:
+            del field["default"]
+
+
 class JobUpdate(BaseModel):
     """Body of ``PUT /jobs/{job_id}``: fields left out stay as they are."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_null_only_where_allowed)
 
     name: JobName | None = None
     image: ImageRef | None = None

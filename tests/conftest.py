@@ -117,10 +117,10 @@ def make_settings(temporal_client: Client, data_dir: Path, **overrides: Any) -> 
 
 @pytest.fixture(scope="session")
 async def settings(temporal_client: Client, data_dir: Path) -> Settings:
-    # The secrets the training tests hand to trainers (SECRET_ENV_ALLOW allows none by default).
-    settings = make_settings(
-        temporal_client, data_dir, secret_env_allow=["WANDB_KEY", "NOT_SET_ANYWHERE_X"]
-    )
+    # The secrets the training tests and docs/api.md hand to trainers (SECRET_ENV_ALLOW allows
+    # none by default).
+    allowed = ["WANDB_KEY", "WANDB_API_KEY", "NOT_SET_ANYWHERE_X"]
+    settings = make_settings(temporal_client, data_dir, secret_env_allow=allowed)
     await asyncio.to_thread(upgrade, settings.sqlalchemy_url)
     return settings
 

@@ -58,3 +58,14 @@ async def health(engine: EngineDep, temporal: TemporalDep) -> JSONResponse:
     return JSONResponse(
         status_code=200 if body.status == "healthy" else 503, content=body.model_dump(mode="json")
     )
+
+
+# HEAD answers the same status without the body (load balancers and uptime checks use it).
+router.add_api_route(
+    "/health",
+    health,
+    methods=["HEAD"],
+    operation_id="health_head",
+    response_model=Health,
+    responses={503: {"model": Health}},
+)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from api.auth import PrincipalDep
 from api.deps import JobCreatorDep, JobServiceDep
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, MAX_PAGE
 from api.idempotency import IdempotencyDep
 from jobs.requests import JobCreate, JobUpdate
 from jobs.responses import JobList, JobResponse
@@ -37,7 +37,7 @@ async def create_job(
 async def list_jobs(
     jobs: JobServiceDep,
     status_filter: JobStatus | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
     name: Annotated[
         str | None,

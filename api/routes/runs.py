@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from api.auth import PrincipalDep
 from api.deps import RunHistoryDep, RunServiceDep
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, MAX_PAGE
 from jobs.fields import QueryBool
 from jobs.responses import CheckpointList, JobResponse, RunList, RunMetrics, RunResponse
 from workflows.models import JobStatus
@@ -23,7 +23,7 @@ async def list_runs(
     job_id: str,
     history: RunHistoryDep,
     status_filter: JobStatus | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> RunList:
     """One record per run, newest first: trigger, times, attempts, checkpoint, deliveries."""

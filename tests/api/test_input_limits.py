@@ -88,6 +88,10 @@ async def test_per_job_email_only_to_allowed_domains(settings: Settings, worker:
         "/ckpt\x1b[2J",
         "/ckpt\u202e",
         "/a/../etc",
+        "/a/./b",
+        "/checkpoints",
+        "/checkpoints/",
+        "/library/x",
         "relative/path",
         "/",
     ],
@@ -98,13 +102,33 @@ async def test_checkpoint_paths_that_could_hide_or_reach_the_system(
     assert "checkpoint_path" in await _refused(api, {"checkpoint_path": path})
 
 
-async def test_checkpoint_paths_are_normalised(api: httpx.AsyncClient) -> None:
+async def test_checkpoint_paths_lose_a_trailing_slash(api: httpx.AsyncClient) -> None:
+    path = f"/ckpt/{unique_name()}"
     created = await api.post(
-        "/jobs", json={**JOB, "name": unique_name(), "checkpoint_path": "/ckpt/./resnet/"}
+        "/jobs", json={**JOB, "name": unique_name(), "checkpoint_path": f"{path}/"}
     )
     assert created.status_code == 201, created.text
-    assert created.json()["checkpoint_path"] == "/ckpt/resnet"
+    assert created.json()["checkpoint_path"] == path
     assert (await api.delete(f"/jobs/{created.json()['job_id']}")).status_code == 204
+
+
+async def test_nested_checkpoint_paths_of_two_jobs_conflict(api: httpx.AsyncClient) -> None:
+    outer = f"/ckpt/{unique_name()}"
+    first = await api.post("/jobs", json={**JOB, "name": unique_name(), "checkpoint_path": outer})
+    assert first.status_code == 201
+    shared = await api.post("/jobs", json={**JOB, "name": unique_name(), "checkpoint_path": outer})
+    assert shared.status_code == 201  # the same directory may be shared
+    for nested in (f"{outer}/inner", "/ckpt"):
+        refused = await api.post(
+            "/jobs", json={**JOB, "name": unique_name(), "checkpoint_path": nested}
+        )
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error_type"] == "CheckpointPathConflict"
+        assert outer in refused.json()["detail"] or nested in refused.json()["detail"]
+    moved = await api.put(f"/jobs/{shared.json()['job_id']}", json={"checkpoint_path": "/ckpt"})
+    assert moved.status_code == 409
+    for job in (first, shared):
+        assert (await api.delete(f"/jobs/{job.json()['job_id']}")).status_code == 204
 
 
 @pytest.mark.parametrize(

@@ -181,8 +181,8 @@ async def test_pause_and_resume_through_the_api_and_the_cli(
     assert view["paused"] is True and view["note"] == "cli"
     assert [(e["event"], e["actor"]) for e in view["events"]][:3] == [
         ("paused", "ui/cli"),
-        ("resumed", "api"),
-        ("paused", "api"),
+        ("resumed", "anonymous"),
+        ("paused", "anonymous"),
     ]
     assert view["events"][2]["note"] == "data migration"
 
@@ -222,7 +222,7 @@ async def test_pause_with_put_and_schedule_fields(api: httpx.AsyncClient) -> Non
     assert updated.status_code == 200
     assert updated.json()["paused"] is True and updated.json()["overlap_policy"] == "allow_all"
     view = (await api.get(f"/jobs/{job['job_id']}/schedule")).json()
-    assert view["paused"] is True and view["events"][0]["actor"] == "api"
+    assert view["paused"] is True and view["events"][0]["actor"] == "anonymous"
 
 
 async def test_next_run_times_cross_a_daylight_saving_change(api: httpx.AsyncClient) -> None:
