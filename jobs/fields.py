@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import posixpath
 import re
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictFloat,
@@ -21,6 +18,7 @@ from pydantic import (
 
 from jobs import schema_patterns as patterns
 from jobs.cron import validate_cron
+from jobs.strict import JSON_INT
 from notifications.registry import ChannelJobOptions
 from workflows.models import NotifyEvent
 
@@ -73,36 +71,7 @@ Note = Annotated[
 ]
 
 
-def _json_integer(value: object) -> object:
-    # Strict per field: "3" and true are not numbers; 3.0 is 3, as JSON Schema reads it.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError("must be an integer")
-    return value
-
-
-_JSON_INT = BeforeValidator(_json_integer)
-MaxRetries = Annotated[int, Field(ge=0, le=100), _JSON_INT]
-
-
-def _iso_text(value: object) -> object:
-    # Strict per field: a number is not a date (lax mode reads 0 as 1970-01-01); strict mode
-    # for the whole model would refuse the ISO strings JSON carries.
-    if not isinstance(value, str | datetime):
-        raise ValueError("must be an ISO 8601 date-time string such as 2025-01-01T00:00:00Z")
-    return value
-
-
-def _true_or_false(value: object) -> object:
-    # A query string is text: "true" and "false" only, not "yes", "on" or "1".
-    if isinstance(value, str) and value not in ("true", "false"):
-        raise ValueError("must be true or false")
-    return value == "true" if isinstance(value, str) else value
-
-
-IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
-QueryBool = Annotated[bool, BeforeValidator(_true_or_false)]
+MaxRetries = Annotated[int, Field(ge=0, le=100), JSON_INT]
 
 
 def _check_command(command: list[str]) -> list[str]:
@@ -219,7 +188,7 @@ EnvValue = Annotated[
 ]
 Env = Annotated[dict[EnvName, EnvValue], Field(max_length=500)]
 SecretEnv = Annotated[list[EnvName], Field(max_length=100)]
-TimeoutSeconds = Annotated[int, Field(ge=1, le=30 * 24 * 3600), _JSON_INT]
+TimeoutSeconds = Annotated[int, Field(ge=1, le=30 * 24 * 3600), JSON_INT]
 
 
 # Docker refuses less than 6 MiB; more than 4 TiB is a typo on any machine of today.
@@ -255,7 +224,7 @@ class Resources(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    gpus: Literal["all"] | Annotated[int, Field(ge=0, le=64), _JSON_INT] | None = None
+    gpus: Literal["all"] | Annotated[int, Field(ge=0, le=64), JSON_INT] | None = None
     cpus: Annotated[StrictFloat, Field(gt=0, le=1024)] | None = None
     memory: MemoryLimit | None = None
 
@@ -291,4 +260,4 @@ OverlapPolicy = Literal[
     "skip", "buffer_one", "buffer_all", "cancel_other", "terminate_other", "allow_all"
 ]
 # Temporal refuses catch-up windows under ten seconds.
-CatchupWindowSeconds = Annotated[int, Field(ge=10, le=366 * 24 * 3600), _JSON_INT]
+CatchupWindowSeconds = Annotated[int, Field(ge=10, le=366 * 24 * 3600), JSON_INT]

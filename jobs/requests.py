@@ -13,7 +13,6 @@ from jobs.fields import (
     CronSchedule,
     Env,
     ImageRef,
-    IsoDateTime,
     JobName,
     MaxRetries,
     Note,
@@ -24,6 +23,7 @@ from jobs.fields import (
     TimeoutSeconds,
     Timezone,
 )
+from jobs.strict import IsoDateTime
 from workflows.models import ResumePolicy
 
 

@@ -11,8 +11,8 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from api.auth import PrincipalDep
 from api.deps import RunHistoryDep, RunServiceDep
 from api.errors import ERROR_RESPONSES, MAX_PAGE
-from jobs.fields import QueryBool
 from jobs.responses import CheckpointList, JobResponse, RunList, RunMetrics, RunResponse
+from jobs.strict import QueryBool
 from workflows.models import JobStatus
 
 router = APIRouter(prefix="/jobs/{job_id}", tags=["runs"])
