@@ -183,10 +183,17 @@ class SchedulingService:
         )
 
     async def sync_mirror(self) -> int:
-        """Bring every job's ``paused`` and ``next_run_at`` in line with Temporal."""
+        """Bring every job's ``paused`` and ``next_run_at`` in line with Temporal.
+
+        The mirror is read in one query; only the jobs whose state differs are written.
+        """
         states = await self._schedules.list_states()
+        async with self._sessions() as session:
+            mirrored = await schedule_events.mirrored_states(session)
         changed = 0
         for job_id, (paused, note, upcoming) in states.items():
+            if job_id not in mirrored or mirrored[job_id] == (paused, None if paused else upcoming):
+                continue
             changed += await self._mirror(job_id, paused, note, upcoming, actor="ui/cli")
         return changed
 

@@ -115,16 +115,17 @@ class JobService:
             job.updated_at = utcnow()
             job.updated_by = actor
             audit.record_change(session, actor, "update", job_id, ", ".join(sorted(changes)))
+            # Temporal first, the row after: SQLite's one write lock is never held across a
+            # Temporal call. If Temporal fails, the row is left as it was; if the process dies
+            # in between, the journal entry makes the reconciler set the schedule from SQL.
+            await self._schedules.update(job)
             try:
-                await session.flush()
+                await session.commit()
             except IntegrityError:
-                await session.rollback()
+                await session.rollback()  # the name was taken meanwhile: undo the schedule
+                await self._schedules.update(await job_store.get_job(session, job_id))
                 await journal.clear_schedule_change(session, job_id)
                 raise DuplicateJobName(changes.get("name", job.name)) from None
-            # The transaction stays open while Temporal is told, so a failure there rolls
-            # the row back; a crash in between is repaired from the journal.
-            await self._schedules.update(job)
-            await session.commit()
             await journal.clear_schedule_change(session, job_id)
             return job
 
@@ -133,10 +134,11 @@ class JobService:
             job = await job_store.get_job(session, job_id)
             _refuse_if_active(job, "delete")
             await journal.journal_schedule_change(session, job_id)
+            # As in update: the schedule first, so no write lock waits on Temporal; a crash
+            # in between leaves a journal entry, and the reconciler recreates the schedule.
+            await self._schedules.delete(job_id)
             await job_store.delete_job_rows(session, job_id)
             audit.record_change(session, actor, "delete", job_id, job.name)
-            await session.flush()
-            await self._schedules.delete(job_id)
             await session.commit()
             await journal.clear_schedule_change(session, job_id)
 

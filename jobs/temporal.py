@@ -60,6 +60,8 @@ OVERLAP_POLICIES = {
 DEFAULT_CATCHUP_WINDOW = timedelta(days=365)
 # How long a trigger is remembered for pacing (triggers are paced a second apart).
 _PACE_MEMORY = timedelta(seconds=5)
+# Triggers of one job share a lock (they are paced); other jobs' do not wait for them.
+_TRIGGER_LOCK_STRIPES = 64
 
 
 def schedule_spec(job: Job) -> ScheduleSpec:
@@ -130,7 +132,8 @@ class JobSchedules:
         self._task_queue = task_queue
         self._timeout = rpc_timeout
         self._last_trigger: dict[str, datetime] = {}
-        self._trigger_lock = asyncio.Lock()
+        # Striped by job id: triggers of one job are paced, other jobs' do not wait for them.
+        self._trigger_locks = [asyncio.Lock() for _ in range(_TRIGGER_LOCK_STRIPES)]
 
     async def _handle(self, job_id: str) -> ScheduleHandle:
         return (await self._temporal.client()).get_schedule_handle(job_id)
@@ -248,7 +251,7 @@ class JobSchedules:
         that id and be dropped without an error, so triggers of a job are paced a second
         apart in this process.
         """
-        async with self._trigger_lock:
+        async with self._trigger_locks[hash(job_id) % _TRIGGER_LOCK_STRIPES]:
             floors = [t for t in (latest_start, self._last_trigger.get(job_id)) if t is not None]
             if floors:
                 next_second = max(floors).replace(microsecond=0) + timedelta(seconds=1)

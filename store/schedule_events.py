@@ -38,6 +38,12 @@ async def recent_events(session: AsyncSession, job_id: str) -> Sequence[Schedule
     return rows.all()
 
 
+async def mirrored_states(session: AsyncSession) -> dict[str, tuple[bool, datetime | None]]:
+    """Every job's mirrored ``(paused, next_run_at)``, in one query."""
+    rows = await session.execute(select(Job.job_id, Job.paused, Job.next_run_at))
+    return {job_id: (paused, upcoming) for job_id, paused, upcoming in rows.all()}
+
+
 async def mirror_state(
     session: AsyncSession,
     job_id: str,
@@ -52,7 +58,8 @@ async def mirror_state(
     Returns whether anything changed.
     """
     job = await session.get(Job, job_id)
-    if job is None or (job.paused == paused and job.next_run_at == upcoming):
+    # A paused job mirrors no next firing (Temporal still computes one).
+    if job is None or (job.paused == paused and job.next_run_at == (None if paused else upcoming)):
         return False
     if job.paused != paused:
         add_pause_event(session, job_id, paused, note, actor)
