@@ -8,6 +8,7 @@ client (or a fuzzer) reading it knows what this server will take.
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -16,6 +17,25 @@ from core.settings import Settings
 from jobs.fields import RESERVED_ENV
 
 ENV_NAME = "^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def _point_to(field: dict[str, Any], old: str, new: str) -> None:
+    for variant in [field, *field.get("anyOf", [])]:
+        if variant.get("$ref", "") == f"#/components/schemas/{old}":
+            variant["$ref"] = f"#/components/schemas/{new}"
+
+
+def split_request_components(schemas: dict[str, Any]) -> None:
+    """Requests get their own copy of the components they share with answers: answers show
+    what older jobs hold (a memory limit or a recipient allowed when they were written),
+    whatever the request rules say today."""
+    for name, field in (("NotificationSettings", "notifications"), ("Resources", "resources")):
+        schemas[f"{name}Request"] = copy.deepcopy(schemas[name])
+        for model in ("JobCreate", "JobUpdate"):
+            _point_to(schemas[model]["properties"][field], name, f"{name}Request")
+    memory = schemas["Resources"]["properties"]["memory"]
+    for variant in memory.get("anyOf", [memory]):
+        variant.pop("pattern", None)
 
 
 def _any_case(text: str) -> str:
@@ -53,7 +73,8 @@ def restrict_to_settings(schemas: dict[str, Any], settings: Settings) -> None:
         else:
             field["maxItems"] = 0
             field["items"] = {"type": "string"}
-    notifications = schemas["NotificationSettings"]["properties"]
+    split_request_components(schemas)
+    notifications = schemas["NotificationSettingsRequest"]["properties"]
     domains = settings.email_allowed_domains if settings.smtp_host else []
     if domains:
         pattern = f"^[^@\\s]+@(?:{'|'.join(_any_case(d) for d in domains)})$"
