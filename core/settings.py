@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     # Hardening of training containers (docs/configuration.md#training-containers).
     container_cap_add: Annotated[list[str], NoDecode] = []
     container_pids_limit: int = Field(default=4096, ge=16, le=4_194_304)
-    container_log_max_size: str = Field(default="64m", pattern=r"^[1-9][0-9]{0,5}[kmg]$")
+    container_log_max_size: str = Field(default="1g", pattern=r"^[1-9][0-9]{0,5}[kmg]$")
     container_log_max_files: int = Field(default=2, ge=1, le=100)
     container_init: bool = True
     container_user: str | None = Field(default=None, pattern=r"^[0-9]{1,10}(:[0-9]{1,10})?$")

@@ -100,6 +100,11 @@ class JobCreator:
                 job_id = await job_store.issue_job_id(session)
             elif not await job_store.claim_job_id(session, job_id):
                 raise InvalidInput(f"job id {job_id} was used before; job ids are never reused")
+            if not body.checkpoint_path:
+                # The default directory too: another job's may have been put inside it.
+                await refuse_nested_checkpoint_path(
+                    session, job_store.default_checkpoint_path(job_id), None
+                )
             trigger = Trigger.MANUAL.value if run_now else None
             job = job_store.new_job(
                 job_id,

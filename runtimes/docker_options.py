@@ -28,7 +28,7 @@ class Hardening:
 
     cap_add: tuple[str, ...] = ()
     pids_limit: int = 4096
-    log_max_size: str = "64m"
+    log_max_size: str = "1g"
     log_max_files: int = 2
     init: bool = True
     user: str | None = None

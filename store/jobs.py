@@ -46,10 +46,14 @@ async def claim_job_id(session: AsyncSession, job_id: str) -> bool:
     return True
 
 
+def default_checkpoint_path(job_id: str) -> str:
+    return f"/checkpoints/{job_id}"
+
+
 def new_job(job_id: str, fields: dict[str, Any], **extra: Any) -> Job:
     """The row of a job created from a validated spec's ``fields``: pending, no runs yet."""
     now = utcnow()
-    checkpoint_path = fields.get("checkpoint_path") or f"/checkpoints/{job_id}"
+    checkpoint_path = fields.get("checkpoint_path") or default_checkpoint_path(job_id)
     fields = {**fields, "checkpoint_path": checkpoint_path}
     return Job(
         job_id=job_id,

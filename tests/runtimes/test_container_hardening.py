@@ -37,7 +37,7 @@ async def test_no_capabilities_no_new_privileges_pids_logs_init(
     assert host["SecurityOpt"] == ["no-new-privileges:true"]
     assert host["PidsLimit"] == 4096
     assert host["Init"] is True
-    log_config = {"max-size": "64m", "max-file": "2"}
+    log_config = {"max-size": "1g", "max-file": "2"}
     assert host["LogConfig"] == {"Type": "json-file", "Config": log_config}
     [mount] = host["Mounts"]
     assert (mount["Type"], mount["Source"]) == ("bind", str(tmp_path / "ckpt"))
