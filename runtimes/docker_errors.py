@@ -74,7 +74,7 @@ def unreachable_message(exc: Exception, url: str | None) -> str:
 # With Docker's init (tini) as PID 1 a command that cannot be executed no longer fails the
 # start: tini reports it and exits 126/127 at once.
 _INIT_EXEC_FAILED = b"[FATAL tini"
-_INIT_EXEC_WAIT_SECONDS = 0.5
+_INIT_EXEC_WAIT_SECONDS = 0.2
 
 
 def init_exec_failure(container: Container) -> str | None:
