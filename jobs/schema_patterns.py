@@ -77,6 +77,7 @@ def memory_pattern(low: int, high: int) -> str:
 
 
 def _cron_field(value: str, step: str, allow_step: bool) -> str:
+    # A step runs from 1 to the field's span (high - low): */12 is refused for months.
     item = f"(?:{value})"
     single = f"(?:\\*/(?:{step})|{item}(?:,{item})*)" if allow_step else f"{item}(?:,{item})*"
     return f"(?:\\*|{single})"
@@ -84,7 +85,7 @@ def _cron_field(value: str, step: str, allow_step: bool) -> str:
 
 _MINUTE = _cron_field("0?[0-9]|[1-5][0-9]", "0?[1-9]|[1-5][0-9]", True)
 _HOUR = _cron_field("0?[0-9]|1[0-9]|2[0-3]", "0?[1-9]|1[0-9]|2[0-3]", True)
-_MONTH = _cron_field("0?[1-9]|1[0-2]", "0?[1-9]|1[0-2]", True)
+_MONTH = _cron_field("0?[1-9]|1[0-2]", "0?[1-9]|1[01]", True)
 _DAY_OF_MONTH = "(?:0?[1-9]|[12][0-9]|3[01])(?:,(?:0?[1-9]|[12][0-9]|3[01]))*"
 _DAY_OF_WEEK = "[0-7](?:,[0-7])*"
 # The common subset of classic cron: numbers, lists and */steps, and at most one of

@@ -105,16 +105,20 @@ def failures_of(result: dict[str, Any], templates: list[str]) -> set[tuple[str, 
     Read from the report's text, where each failure shows the request that reproduces it:
     a failure of the stateful phase is named by that request's operation too.
     """
-    found, label, pending = set(), "*", []
-    for line in result["_output"].splitlines():
-        if block := _BLOCK.match(line):
-            label, pending = block[1], []
-        elif check := _CHECK.match(line.strip()):
-            pending.append(check[1])
-        elif line.strip().startswith("curl ") and pending:
-            operation = _operation(line.strip(), templates) or label
+    found, label, pending, curl = set(), "*", [], ""
+    for line in [*result["_output"].splitlines(), "end"]:
+        text = line.strip()
+        if text.startswith("curl "):
+            curl = text  # a stateful failure lists its steps: the last one failed
+            continue
+        if curl and pending and text:
+            operation = _operation(curl, templates) or label
             found |= {(operation, failure) for failure in pending}
-            pending = []
+            pending, curl = [], ""
+        if block := _BLOCK.match(line):
+            label, pending, curl = block[1], [], ""
+        elif check := _CHECK.match(text):
+            pending.append(check[1])
     found |= {("*", f"error: {error['title']}") for error in result["errors"]}
     if result["failures"] and not found:
         found.add(("*", "failures the report's text does not show"))
