@@ -15,7 +15,7 @@ import re
 import stat
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -105,7 +105,7 @@ def _open_regular(name: str, dir_fd: int | None) -> int | None:
     return handle
 
 
-def _files_under(dir_fd: int, prefix: str) -> Iterator[tuple[str, int]]:
+def _files_under(dir_fd: int, prefix: str) -> Generator[tuple[str, int]]:
     """Regular files below an open directory, in path order, as (relative path, open fd)."""
     with os.scandir(dir_fd) as listing:
         entries = sorted(listing, key=lambda entry: entry.name)
