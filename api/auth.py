@@ -19,9 +19,13 @@ from fastapi import Depends, Request
 from core.api_keys import Role
 from core.settings import Settings
 
-# Open without a key: the health check and the API's own documentation.
-OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
-OPEN_PREFIXES = ("/static-offline-docs/",)
+# Open without a key: the health check, the API's own documentation and the dashboard's pages
+# and assets (api/ui), which hold no data: what they show comes from the protected routes,
+# called with the key the page asks for.
+OPEN_PATHS = frozenset(
+    {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/ui"}
+)
+OPEN_PREFIXES = ("/static-offline-docs/", "/ui/")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # What an operator may do besides reading: steer runs and schedules, never change a job.
 OPERATOR_ACTIONS = re.compile(r"/jobs/[^/]+/(trigger|retry|cancel|pause|resume)")

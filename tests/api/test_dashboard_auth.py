@@ -1,8 +1,8 @@
 """The dashboard with the API's authentication on, and with roles from ``GET /whoami``.
 
 The key is asked for once per browser tab, kept in sessionStorage and sent as a header, never
-in a URL. ``/whoami`` comes with roles (another part of the project); here a route of the
-test's own stands in for it, to show that a viewer's page has no controls.
+in a URL. The pages themselves are served without a key; the role the real ``/whoami`` gives
+the key decides whether the controls show.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from tests.api.selenium_driver import (
 from tests.conftest import unique_name
 
 API_KEY = "dashboard-key-0123"
+VIEWER_KEY = "dashboard-viewer-key-4567"
 
 
 async def scheduled_job(api: httpx.AsyncClient) -> dict[str, Any]:
@@ -68,10 +69,10 @@ def auth_scenario(url: str, job: dict[str, Any]) -> None:
         assert driver.execute_script("return localStorage.length") == 0
         assert_stayed_on_the_host(driver, url)
 
-        # Another page of the same tab: no question, and the controls (no /whoami: no roles).
+        # Another page of the same tab: no question, and the controls (API_KEY is an admin's).
         driver.get(f"{url}/ui/jobs/{job['job_id']}")
         wait_for(driver, lambda d: d.find_element(By.ID, "title").text == job["name"], "title")
-        wait_for(driver, lambda d: find(d, 'body[data-role="any"]'), "the role looked up")
+        wait_for(driver, lambda d: find(d, 'body[data-role="admin"]'), "the role looked up")
         assert driver.find_element(By.ID, "controls").is_displayed()
         assert not find(driver, "dialog#key-dialog[open]")
         urls = driver.execute_script(
@@ -96,6 +97,7 @@ async def test_with_auth_on_the_key_is_asked_once_and_sent_as_a_header(
 def viewer_scenario(url: str, job: dict[str, Any]) -> None:
     with chromium() as driver:
         driver.get(f"{url}/ui/jobs/{job['job_id']}")
+        enter_key(driver, VIEWER_KEY)
         wait_for(driver, lambda d: find(d, 'body[data-role="viewer"]'), "the viewer's role")
         wait_for(driver, lambda d: d.find_element(By.ID, "title").text == job["name"], "title")
         assert not driver.find_element(By.ID, "controls").is_displayed()
@@ -108,12 +110,33 @@ def viewer_scenario(url: str, job: dict[str, Any]) -> None:
 
 async def test_a_viewer_sees_no_controls(settings: Settings, api: httpx.AsyncClient) -> None:
     job = await scheduled_job(api)
-    app = create_app(settings)
-
-    async def whoami() -> dict[str, str]:
-        return {"role": "viewer"}
-
-    app.add_api_route("/whoami", whoami)
-    async with serve(app) as url:
+    secured = Settings.model_validate(
+        {
+            **settings.model_dump(),
+            "enable_api_auth": True,
+            "api_key": API_KEY,
+            "api_keys": f"watcher:viewer:{VIEWER_KEY}",
+        }
+    )
+    async with serve(create_app(secured)) as url:
         await asyncio.to_thread(viewer_scenario, url, job)
     assert (await api.delete(f"/jobs/{job['job_id']}")).status_code == 204
+
+
+async def test_the_pages_are_served_without_a_key_and_the_data_is_not(
+    settings: Settings,
+) -> None:
+    secured = Settings.model_validate(
+        {**settings.model_dump(), "enable_api_auth": True, "api_key": API_KEY}
+    )
+    transport = httpx.ASGITransport(app=create_app(secured))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for page in ("/ui", "/ui/jobs/train-00000000", "/ui/static/common.js"):
+            assert (await client.get(page)).status_code == 200, page
+        for data in ("/jobs", "/whoami", "/stats"):
+            refused = await client.get(data)
+            assert refused.status_code == 401, data
+            assert refused.json()["error_type"] == "AuthenticationError"
+        me = await client.get("/whoami", headers={"X-API-Key": API_KEY})
+        assert me.status_code == 200
+        assert me.json()["role"] == "admin"
