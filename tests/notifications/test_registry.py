@@ -46,6 +46,9 @@ def test_every_channel_turns_on_from_its_settings() -> None:
     assert configured_channels(Settings.model_validate({})) == []
 
 
+API_KEY_SETTINGS = {"api_key", "api_keys"}
+
+
 def test_every_secret_setting_is_a_channels_and_secret_there_too() -> None:
     def secret(annotation: Any) -> bool:
         return annotation is SecretStr or SecretStr in get_args(annotation)
@@ -58,18 +61,21 @@ def test_every_secret_setting_is_a_channels_and_secret_there_too() -> None:
         for channel in CHANNELS
         for name, field in channel.settings_model.model_fields.items()
     }
-    # The API's own key is no channel's; every other one is redacted by its channel.
-    assert secret_settings - set(owned) == {"api_key"}
-    assert all(secret(owned[name].annotation) for name in secret_settings - {"api_key"})
+    # The API's own keys (API_KEY, API_KEYS) are no channel's; every other one is redacted by
+    # its channel.
+    assert secret_settings - set(owned) == API_KEY_SETTINGS
+    assert all(secret(owned[name].annotation) for name in secret_settings - API_KEY_SETTINGS)
 
 
 def test_every_notification_secret_is_redacted() -> None:
     settings = Settings.model_validate(EVERY_CHANNEL)
-    # Every SecretStr setting but the API's own key belongs to a channel.
+    # Every SecretStr setting but the API's own keys belongs to a channel.
     secrets = [
         value.get_secret_value()
         for name in Settings.model_fields
-        if name != "api_key" and isinstance(value := getattr(settings, name), SecretStr) and value
+        if name not in API_KEY_SETTINGS
+        and isinstance(value := getattr(settings, name), SecretStr)
+        and value
     ]
     assert len(secrets) == 4
     text = " / ".join(secrets) + " / services/T0/B0/slack-path-secret / hooks/webhook-path-secret"
