@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities import checkpoint_files
 from activities.metric_buffer import MetricBuffer
-from activities.output_log import follow_output
+from activities.output_log import OutputCount, follow_output
 from core.settings import LogLimits
 from runtimes.base import ContainerRuntime
 from runtimes.trainer_protocol import ProgressReport, parse_checkpoint, parse_progress
@@ -59,6 +59,8 @@ class AttemptWatcher:
         self._limits = limits
         self._checkpoint_dir = checkpoint_dir
         self.progress: ProgressReport | None = None
+        # Bytes of output read: a drain after the unit's exit waits while this grows.
+        self.output = OutputCount()
         # Per scanned entry: its (size, mtime) at the last scan, and the states recorded.
         self._scanned: dict[Path, tuple[int, int]] = {}
         self._recorded: dict[Path, set[tuple[int, int]]] = {}
@@ -87,6 +89,7 @@ class AttemptWatcher:
                 self._limits,
                 self._handle_marked,
                 source=name,
+                count=self.output,
             )
         finally:
             await self.flush_progress()

@@ -203,6 +203,13 @@ _MARKS = (PROGRESS_MARK.encode(), CHECKPOINT_MARK.encode())
 _OFFSET_SAVE_SECONDS = 1.0
 
 
+class OutputCount:
+    """Bytes of a unit's output read so far, for whoever waits for the rest to arrive."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
 async def follow_output(
     stream: AsyncIterator[bytes],
     path: Path,
@@ -210,6 +217,7 @@ async def follow_output(
     on_marked: Callable[[bytes], Awaitable[None]] | None = None,
     *,
     source: str | None = None,
+    count: OutputCount | None = None,
 ) -> None:
     """Copy a unit's output into its bounded log at ``path`` until the stream ends.
 
@@ -217,7 +225,7 @@ async def follow_output(
     protocol mark reach ``on_marked``. A file an earlier activity wrote is resumed: the
     output of the same ``source`` (the unit's name) it already holds is skipped, so nothing
     is written or reported twice. The stream is closed however this ends, so its reader
-    stops with it.
+    stops with it. ``count``, if given, grows with every byte read.
     """
     log = BoundedLog(path, limits.max_bytes, limits.max_line)
     skip = await asyncio.to_thread(log.open, source)
@@ -226,6 +234,8 @@ async def follow_output(
     seen, saved_at = 0, loop.time()
     try:
         async for chunk in stream:
+            if count is not None:
+                count.bytes += len(chunk)
             if seen < skip:
                 already = min(skip - seen, len(chunk))
                 seen, chunk = seen + already, chunk[already:]

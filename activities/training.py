@@ -32,6 +32,7 @@ from activities.heartbeat import Heartbeat, beat_interval
 from activities.images import prepare_image
 from activities.infrastructure import InfraRecord, infrastructure_failure
 from activities.interruptions import Following, cancel_requested, ignore_outcome, recorded_start
+from activities.output_drain import drain_output
 from activities.output_log import append_note
 from activities.recorded_outcomes import recorded_outcome
 from activities.unit_wait import wait_for_exit
@@ -41,9 +42,6 @@ from store import runs as run_store
 from store.log_files import attempt_log_path, read_tail
 from store.models import utcnow
 from workflows.models import INVALID_SPEC, RUN_TRAINING_CONTAINER, AttemptOutcome, RunAttemptInput
-
-# After the unit exits, how long its output stream may take to drain.
-_DRAIN_SECONDS = 10.0
 
 
 class TrainingActivities:
@@ -168,7 +166,7 @@ class TrainingActivities:
             if ended.killed_by_engine_restart and not timed_out:
                 # Not the trainer's doing: its checkpoints are recorded, and the attempt goes
                 # on in a new unit that resumes from the latest.
-                await self._drain(spec.name, following)
+                await drain_output(spec.name, following)
                 await watcher.finish_checkpoints()
                 await following.close()
                 incarnation += 1
@@ -273,23 +271,11 @@ class TrainingActivities:
                 )
         await incarnations.remove_units(self._runtime, request.run_id, request.attempt)
 
-    async def _drain(self, name: str, following: Following) -> None:
-        """Let the output of an exited unit reach the log, for a bounded time."""
-        if following.task is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(following.task), _DRAIN_SECONDS)
-        except TimeoutError:
-            following.task.cancel()
-            activity.logger.warning("output of %s did not drain in time", name)
-        except Exception as err:  # the log is incomplete, the outcome still stands
-            activity.logger.warning("following the output of %s failed: %s", name, err)
-
     async def _finish(
         self, name: str, request: RunAttemptInput, following: Following, exit_code: int | None
     ) -> None:
         """Drain the output, record the last checkpoints and the exit, remove the units."""
-        await self._drain(name, following)
+        await drain_output(name, following)
         if following.watcher is not None:
             await following.watcher.finish_checkpoints()  # heartbeats go on: hashing is slow
         async with self._sessions() as session:
