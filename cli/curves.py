@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cli.context import JobIdArg, JsonOpt, connect
-from cli.render import json_text, out
+from cli.render import json_text, out, printable
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -50,7 +50,8 @@ def curves_table(metrics: dict[str, Any], width: int) -> Table:
     for series in metrics["series"]:
         values, steps = series["values"], series["steps"]
         table.add_row(
-            series["name"],
+            # The trainer names its metrics: no control character or markup of theirs shows.
+            Text(printable(series["name"])),
             Text(sparkline(values, width), style="cyan"),
             _number(values[0]),
             _number(values[-1]),

@@ -10,7 +10,7 @@ from core.settings import Settings
 from store.db import create_engine, create_sessionmaker
 from store.models import Job
 from tests.cli.test_cli import orchestrator
-from tests.conftest import unique_name
+from tests.conftest import unique_name, wait_for_status
 
 HOSTILE = "x\x1b[2J\x1b]0;owned\x07\r\u202egpj.exe\x9b"
 
@@ -52,3 +52,32 @@ def test_printable_helpers() -> None:
     assert printable({"a": [HOSTILE]}) == {"a": [printable(HOSTILE)]}
     assert "\x1b" not in printable(HOSTILE)
     assert printable_lines(b"a\x1b[31mb\tc\n\xe2\x80\xaed") == b"a[31mb\tc\nd"
+
+
+async def test_metric_names_a_trainer_chose_are_printed_escaped(
+    live_url: str, api: httpx.AsyncClient, busybox_image: str
+) -> None:
+    # JSON escapes in the trainer's output: the metric's name holds ESC, a clear-screen and
+    # a right-to-left override once parsed.
+    reports = [
+        f'PROGRESS {{"step": {step}, "metrics": {{"\\u001b[2Jbad\\u202e": {step}.0}}}}'
+        for step in (1, 2)
+    ]
+    body = {
+        "name": unique_name("hostile-metrics"),
+        "image": busybox_image,
+        "command": ["sh", "-c", "printf '%s\\n' " + " ".join(f"'{r}'" for r in reports)],
+    }
+    created = await api.post("/jobs", json=body)
+    assert created.status_code == 201, created.text
+    job_id = created.json()["job_id"]
+    job = await wait_for_status(api, job_id, {"completed", "failed"})
+    assert job["status"] == "completed", job
+    metrics = (await api.get(f"/jobs/{job_id}/runs/{job['latest_run_id']}/metrics")).json()
+    assert [series["name"] for series in metrics["series"]] == ["\x1b[2Jbad\u202e"]
+
+    shown = await orchestrator("metrics", job_id, url=live_url, env={"COLUMNS": "160"})
+    assert shown.returncode == 0, shown.stderr
+    assert not any(ch in shown.stdout for ch in "\x1b\u202e"), repr(shown.stdout)
+    assert "\\x1b[2Jbad\\u202e" in shown.stdout
+    assert (await api.delete(f"/jobs/{job_id}")).status_code == 204
