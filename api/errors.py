@@ -19,6 +19,7 @@ from core.errors import (
     JobNotRunning,
     JobRunning,
     OrchestratorError,
+    PreconditionFailed,
     ServiceUnavailable,
 )
 from jobs.responses import ErrorBody
@@ -33,6 +34,7 @@ STATUS_BY_ERROR: dict[type[OrchestratorError], int] = {
     DuplicateJobName: 409,
     JobRunning: 409,
     JobNotRunning: 409,
+    PreconditionFailed: 412,
     ServiceUnavailable: 503,
 }
 # Temporal answers that mean "not reachable right now" rather than "you asked wrongly".
@@ -45,6 +47,11 @@ _UNREACHABLE = {
 # The error body every route documents in OpenAPI, by status code.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 404, 409, 503)
+}
+# Routes that honour If-Match also answer 412.
+CONDITIONAL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    412: {"model": ErrorBody},
 }
 _HTTP_ERROR_TYPES = {401: "AuthenticationError", 404: "NotFound", 405: "MethodNotAllowed"}
 

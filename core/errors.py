@@ -48,3 +48,15 @@ class JobNotRunning(OrchestratorError):
 
     def __init__(self, job_id: str, status: str) -> None:
         super().__init__(f"Job {job_id} has no running run to cancel (status: {status})")
+
+
+class PreconditionFailed(OrchestratorError):
+    """An ``If-Match`` naming a version of the job that is no longer the current one."""
+
+    error_type = "PreconditionFailed"
+
+    def __init__(self, job_id: str, current: str) -> None:
+        super().__init__(
+            f"Job {job_id} has changed since the version If-Match names (current ETag: "
+            f"{current}); read it again and re-apply the change"
+        )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from api.deps import JobCreatorDep, JobServiceDep
-from api.errors import ERROR_RESPONSES
+from api.errors import CONDITIONAL_RESPONSES, ERROR_RESPONSES
+from jobs.definition_sync import etag
 from jobs.requests import JobCreate, JobUpdate
 from jobs.responses import JobList, JobResponse
 from workflows.models import JobStatus
@@ -16,9 +17,13 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=ERROR_RESPONSES)
-async def create_job(body: JobCreate, creator: JobCreatorDep, jobs: JobServiceDep) -> JobResponse:
+async def create_job(
+    body: JobCreate, creator: JobCreatorDep, jobs: JobServiceDep, response: Response
+) -> JobResponse:
     """Create a job and its Temporal Schedule; a job without ``schedule`` runs once, now."""
-    return await jobs.view(await creator.create(body))
+    job = await creator.create(body)
+    response.headers["ETag"] = etag(job)
+    return await jobs.view(job)
 
 
 @router.get("", responses=ERROR_RESPONSES)
@@ -42,21 +47,37 @@ async def list_jobs(
     )
 
 
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description="An ETag of the job: the change is made only if it is still current (412).",
+    ),
+]
+
+
 @router.get("/{job_id}", responses=ERROR_RESPONSES)
-async def get_job(job_id: str, jobs: JobServiceDep) -> JobResponse:
-    return await jobs.get(job_id)
+async def get_job(job_id: str, jobs: JobServiceDep, response: Response) -> JobResponse:
+    """The job; its ``ETag`` names the version of its definition, for ``If-Match``."""
+    job = await jobs.read(job_id)
+    response.headers["ETag"] = etag(job)
+    return await jobs.view(job)
 
 
-@router.put("/{job_id}", responses=ERROR_RESPONSES)
-async def update_job(job_id: str, body: JobUpdate, jobs: JobServiceDep) -> JobResponse:
+@router.put("/{job_id}", responses=CONDITIONAL_RESPONSES)
+async def update_job(
+    job_id: str, body: JobUpdate, jobs: JobServiceDep, response: Response, if_match: IfMatch = None
+) -> JobResponse:
     """Change the fields sent; ``schedule: null`` makes the job a one-off. 409 while running."""
-    return await jobs.view(await jobs.update(job_id, body))
+    job = await jobs.update(job_id, body, if_match)
+    response.headers["ETag"] = etag(job)
+    return await jobs.view(job)
 
 
-@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERROR_RESPONSES)
-async def delete_job(job_id: str, jobs: JobServiceDep) -> Response:
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=CONDITIONAL_RESPONSES)
+async def delete_job(job_id: str, jobs: JobServiceDep, if_match: IfMatch = None) -> Response:
     """Remove the job, its schedule and its run records; files on disk are kept."""
-    await jobs.delete(job_id)
+    await jobs.delete(job_id, if_match)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
