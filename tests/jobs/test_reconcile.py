@@ -82,7 +82,8 @@ async def test_schedule_without_a_row_is_deleted(
         assert not await schedules.exists(job_id)
         assert (await api.get(f"/jobs/{job_id}")).status_code == 404
     async with sessions() as session:
-        assert await journal.pending_schedule_changes(session, timedelta(0)) == []
+        # Its own entry: young entries of other tests are left to their requests.
+        assert job_id not in await journal.pending_schedule_changes(session, timedelta(0))
 
 
 async def test_row_without_a_schedule_gets_one_and_runs(
