@@ -21,6 +21,7 @@ from api.routes import docs, health, jobs, metrics, runs, schedule, stats, whoam
 from api.ui.router import install_ui
 from core.settings import Settings
 from jobs.creation import JobCreator
+from jobs.definition_sync import replay_grace
 from jobs.run_control import RunService
 from jobs.run_history import RunHistory
 from jobs.schedule_control import SchedulingService
@@ -66,12 +67,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.runs = RunService(sessions, schedules, settings)
     try:
         await register_search_attributes(await temporal.client(), settings.temporal_namespace)
-        await service.reconcile(older_than=timedelta(0))
+        # Entries this young may belong to requests in flight on other replicas.
+        await service.reconcile(older_than=replay_grace(rpc_timeout))
     except Exception as err:
         logger.warning("start-up reconciliation postponed: %s", err)
     reconciler = asyncio.create_task(
         _reconcile_forever(
-            service, scheduling, settings.reconcile_interval_seconds, 2 * rpc_timeout
+            service, scheduling, settings.reconcile_interval_seconds, replay_grace(rpc_timeout)
         )
     )
     try:

@@ -22,6 +22,7 @@ from core.errors import (
     JobNotRunning,
     JobRunning,
     OrchestratorError,
+    PreconditionFailed,
     ServiceUnavailable,
 )
 from jobs.responses import ErrorBody
@@ -38,6 +39,7 @@ STATUS_BY_ERROR: dict[type[OrchestratorError], int] = {
     JobNotRunning: 409,
     IdempotencyConflict: 409,
     CheckpointPathConflict: 409,
+    PreconditionFailed: 412,
     ServiceUnavailable: 503,
 }
 # Temporal answers that mean "not reachable right now" rather than "you asked wrongly".
@@ -62,6 +64,11 @@ _HTTP_ERROR_TYPES = {
     405: "MethodNotAllowed",
     413: "PayloadTooLarge",
     429: "RateLimited",
+}
+# Routes that honour If-Match also answer 412.
+CONDITIONAL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    412: {"model": ErrorBody},
 }
 
 

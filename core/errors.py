@@ -58,3 +58,15 @@ class CheckpointPathConflict(OrchestratorError):
     """Another job's checkpoint directory lies inside this one's, or contains it."""
 
     error_type = "CheckpointPathConflict"
+
+
+class PreconditionFailed(OrchestratorError):
+    """An ``If-Match`` naming a version of the job that is no longer the current one."""
+
+    error_type = "PreconditionFailed"
+
+    def __init__(self, job_id: str, current: str) -> None:
+        super().__init__(
+            f"Job {job_id} has changed since the version If-Match names (current ETag: "
+            f"{current}); read it again and re-apply the change"
+        )

@@ -12,6 +12,7 @@ registered as a one-off job under the caller's id, and the caller's own run is i
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.errors import CheckpointPathConflict, DuplicateJobName, InvalidInput
 from core.secret_env import check_secret_env
 from core.settings import Settings
+from jobs.definition_sync import holding_entry
 from jobs.notification_rules import validate_job_notifications
 from jobs.requests import JobCreate
 from jobs.spec_size import check_spec_size
@@ -114,22 +116,25 @@ class JobCreator:
                 created_by=actor,
                 updated_by=actor,
             )
-            await journal.journal_schedule_change(session, job_id)
-            audit.record_change(session, actor, "create", job_id)
-            session.add(job)
-            try:
-                # Committed before the schedule exists: a one-off job's run starts at once
-                # and must find its row.
-                await session.commit()
-            except IntegrityError:
-                await session.rollback()
+            # From the journal entry to its clearing within the deadline the replay's grace
+            # counts on (jobs/definition_sync.py).
+            async with holding_entry(timedelta(seconds=self._settings.rpc_timeout_seconds)):
+                await journal.journal_schedule_change(session, job_id)
+                audit.record_change(session, actor, "create", job_id)
+                session.add(job)
+                try:
+                    # Committed before the schedule exists: a one-off job's run starts at
+                    # once and must find its row.
+                    await session.commit()
+                except IntegrityError:
+                    await session.rollback()
+                    await journal.clear_schedule_change(session, job_id)
+                    raise DuplicateJobName(body.name) from None
+                try:
+                    await self._schedules.create(job, trigger_now=run_now)
+                except BaseException:
+                    await job_store.delete_job_rows(session, job_id)
+                    await session.commit()
+                    raise
                 await journal.clear_schedule_change(session, job_id)
-                raise DuplicateJobName(body.name) from None
-            try:
-                await self._schedules.create(job, trigger_now=run_now)
-            except BaseException:
-                await job_store.delete_job_rows(session, job_id)
-                await session.commit()
-                raise
-            await journal.clear_schedule_change(session, job_id)
             return job

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import ScheduleActionExecutionStartWorkflow, ScheduleDescription
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.errors import InvalidInput, JobRunning, ServiceUnavailable
+from core.errors import InvalidInput, JobNotFound, JobRunning, ServiceUnavailable
 from core.settings import Settings
 from jobs.requests import BackfillRequest
 from jobs.responses import BackfillResponse, FiringTime, ScheduleEventResponse, ScheduleView
@@ -69,6 +69,8 @@ class SchedulingService:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
             async with self._sessions() as session:
+                if await job_store.find_job(session, job.job_id) is None:
+                    raise JobNotFound(job.job_id) from err  # deleted while it was read
                 await journal.journal_schedule_change(session, job.job_id)
             raise ServiceUnavailable(
                 f"the Temporal schedule of job {job.job_id} is missing; it is being recreated"

@@ -2,7 +2,8 @@
 
 Each change that touches both is journalled first (``schedule_syncs``), then written to SQL
 and Temporal in an order that can be undone; if the process dies half-way, the reconciler
-replays the journal entry and makes the schedule match whatever SQL holds.
+replays the journal entry and makes the schedule match whatever SQL holds. How PUT, DELETE
+and the replay keep replicas from overwriting each other: ``jobs/definition_sync.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.errors import DuplicateJobName, JobRunning
@@ -19,13 +19,14 @@ from core.secret_env import check_secret_env
 from core.settings import Settings
 from jobs import views
 from jobs.creation import refuse_nested_checkpoint_path
+from jobs.definition_sync import DefinitionSync, check_if_match
 from jobs.notification_rules import validate_job_notifications
 from jobs.requests import JobUpdate
 from jobs.responses import JobResponse, Stats
 from jobs.schedule_control import SchedulingService
 from jobs.spec_size import check_spec_size
 from jobs.temporal import JobSchedules
-from store import audit, journal, schedule_events
+from store import audit
 from store import jobs as job_store
 from store.models import Job, utcnow
 from workflows.models import JobStatus
@@ -47,6 +48,9 @@ class JobService:
         self._schedules = schedules
         self._settings = settings
         self._scheduling = scheduling
+        self._definitions = DefinitionSync(
+            sessions, schedules, timedelta(seconds=settings.rpc_timeout_seconds)
+        )
 
     async def get(self, job_id: str) -> JobResponse:
         async with self._sessions() as session:
@@ -81,18 +85,36 @@ class JobService:
             scheduled=scheduled,
         )
 
-    async def update(self, job_id: str, body: JobUpdate, actor: str) -> Job:
+    async def read(self, job_id: str) -> Job:
+        """The job's row (404 if there is none), for a single-job response and its ETag."""
+        async with self._sessions() as session:
+            return await job_store.get_job(session, job_id)
+
+    async def update(
+        self, job_id: str, body: JobUpdate, actor: str, if_match: str | None = None
+    ) -> Job:
+        """PUT: the fields sent, onto the latest definition; the schedule's changed parts.
+
+        Raises:
+            PreconditionFailed: ``if_match`` is sent and names another version.
+        """
         changes: dict[str, Any] = body.changes()
         if "notifications" in changes:
             validate_job_notifications(self._settings, body.notifications)
         check_secret_env(self._settings, body.secret_env)
-        async with self._sessions() as session:
-            job = await job_store.get_job(session, job_id)
+
+        async def recheck(session: AsyncSession, job: Job) -> None:
             _refuse_if_active(job, "update")
             if "name" in changes and await job_store.name_taken(
                 session, changes["name"], except_job=job_id
             ):
                 raise DuplicateJobName(changes["name"])
+
+        async with self._sessions() as session:
+            # Checked before anything is journalled, and again under the row's lock.
+            job = await job_store.get_job(session, job_id)
+            check_if_match(job, if_match)
+            await recheck(session, job)
             if not changes:
                 return job
             if changes.get("checkpoint_path"):
@@ -104,43 +126,19 @@ class JobService:
                     changes.get("env", job.env),
                     changes.get("secret_env", job.secret_env),
                 )
-            await journal.journal_schedule_change(session, job_id)
-            job = await job_store.get_job(session, job_id)
-            if "paused" in changes and changes["paused"] != job.paused:
-                schedule_events.add_pause_event(
-                    session, job_id, changes["paused"], "Changed with PUT /jobs/{job_id}", actor
-                )
-            for key, value in changes.items():
-                setattr(job, key, value)
-            job.updated_at = utcnow()
-            job.updated_by = actor
-            audit.record_change(session, actor, "update", job_id, ", ".join(sorted(changes)))
-            # Temporal first, the row after: SQLite's one write lock is never held across a
-            # Temporal call. If Temporal fails, the row is left as it was; if the process dies
-            # in between, the journal entry makes the reconciler set the schedule from SQL.
-            await self._schedules.update(job)
-            try:
-                await session.commit()
-            except IntegrityError:
-                await session.rollback()  # the name was taken meanwhile: undo the schedule
-                await self._schedules.update(await job_store.get_job(session, job_id))
-                await journal.clear_schedule_change(session, job_id)
-                raise DuplicateJobName(changes.get("name", job.name)) from None
-            await journal.clear_schedule_change(session, job_id)
-            return job
+            return await self._definitions.update(
+                session, job_id, changes, if_match, recheck, actor
+            )
 
-    async def delete(self, job_id: str, actor: str) -> None:
+    async def delete(self, job_id: str, actor: str, if_match: str | None = None) -> None:
+        async def recheck(_: AsyncSession, job: Job) -> None:
+            _refuse_if_active(job, "delete")
+
         async with self._sessions() as session:
             job = await job_store.get_job(session, job_id)
-            _refuse_if_active(job, "delete")
-            await journal.journal_schedule_change(session, job_id)
-            # As in update: the schedule first, so no write lock waits on Temporal; a crash
-            # in between leaves a journal entry, and the reconciler recreates the schedule.
-            await self._schedules.delete(job_id)
-            await job_store.delete_job_rows(session, job_id)
-            audit.record_change(session, actor, "delete", job_id, job.name)
-            await session.commit()
-            await journal.clear_schedule_change(session, job_id)
+            check_if_match(job, if_match)
+            await recheck(session, job)
+            await self._definitions.delete(session, job_id, if_match, recheck, actor)
 
     async def retry(self, job_id: str, actor: str) -> Job:
         async with self._sessions() as session:
@@ -178,23 +176,7 @@ class JobService:
 
     async def reconcile(self, older_than: timedelta) -> int:
         """Replay journal entries older than ``older_than``; returns how many were repaired."""
-        repaired = 0
-        async with self._sessions() as session:
-            job_ids = await journal.pending_schedule_changes(session, older_than)
-        for job_id in job_ids:
-            async with self._sessions() as session:
-                job = await job_store.find_job(session, job_id)
-                if job is None:
-                    await self._schedules.delete(job_id)
-                elif await self._schedules.exists(job_id):
-                    await self._schedules.update(job)
-                else:
-                    never_ran = job.latest_run_id is None and job.schedule is None
-                    await self._schedules.create(job, trigger_now=never_ran)
-                await journal.clear_schedule_change(session, job_id)
-                logger.info("reconciled schedule of %s with SQL", job_id)
-                repaired += 1
-        return repaired
+        return await self._definitions.replay(older_than)
 
 
 def _refuse_if_active(job: Job, action: str) -> None:

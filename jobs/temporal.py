@@ -31,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.errors import ServiceUnavailable
 from jobs.matching_times import schedule_matching_times
+from jobs.schedule_parts import SchedulePart
 from store.models import Job
 from workflows.models import (
     JOB_ID_ATTRIBUTE,
@@ -169,16 +170,29 @@ class JobSchedules:
             rpc_timeout=self._timeout,
         )
 
-    async def update(self, job: Job) -> None:
-        """Make the schedule's spec, policies, pause state and action match the job row."""
+    async def update(self, job: Job, parts: SchedulePart) -> None:
+        """Make the schedule's ``parts`` match the job row; leave the rest as Temporal has it.
+
+        The parts are applied onto the description Temporal hands the update callback, so
+        what the change did not touch (a pause made in the UI or CLI, a note, a policy field
+        the API does not set) goes back as it was. Temporal has no partial update: a change
+        made outside the API between the describe and the update (one round trip) is lost.
+        """
+        if not parts:
+            return
         action, spec, policy = self._action(job), schedule_spec(job), schedule_policy(job)
 
         def apply(update: ScheduleUpdateInput) -> ScheduleUpdate:
             schedule = update.description.schedule
-            schedule.spec = spec
-            schedule.action = action
-            schedule.policy = policy
-            schedule.state.paused = bool(job.paused)
+            if SchedulePart.SPEC in parts:
+                schedule.spec = spec
+            if SchedulePart.ACTION in parts:
+                schedule.action = action
+            if SchedulePart.POLICY in parts:
+                schedule.policy.overlap = policy.overlap
+                schedule.policy.catchup_window = policy.catchup_window
+            if SchedulePart.PAUSED in parts:
+                schedule.state.paused = bool(job.paused)
             return ScheduleUpdate(schedule=schedule)
 
         await (await self._handle(job.job_id)).update(apply, rpc_timeout=self._timeout)

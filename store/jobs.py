@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,6 +72,47 @@ async def find_job(session: AsyncSession, job_id: str) -> Job | None:
 
 async def get_job(session: AsyncSession, job_id: str) -> Job:
     job = await session.get(Job, job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+async def lock_job(session: AsyncSession, job_id: str) -> bool:
+    """Take the job row's write lock until the transaction ends; False if there is no row.
+
+    An UPDATE that changes nothing, so the same statement locks on both backends: the row on
+    PostgreSQL (``SELECT ... FOR UPDATE`` would do too), the database on SQLite (which has no
+    row locks and ignores ``FOR UPDATE``).
+    """
+    locked = await session.execute(
+        update(Job)
+        .where(Job.job_id == job_id)
+        .values(version=Job.version)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(locked.rowcount)  # type: ignore[attr-defined]
+
+
+async def update_definition(
+    session: AsyncSession, job_id: str, read_version: int, changes: dict[str, Any]
+) -> bool:
+    """Compare-and-set: apply ``changes`` and bump the version if it is still ``read_version``.
+
+    The row stays locked until the caller's transaction ends. Returns False (nothing
+    written) if another writer bumped the version first, or the job is gone.
+    """
+    written = await session.execute(
+        update(Job)
+        .where(Job.job_id == job_id, Job.version == read_version)
+        .values(**changes, version=read_version + 1, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(written.rowcount)  # type: ignore[attr-defined]
+
+
+async def get_job_fresh(session: AsyncSession, job_id: str) -> Job:
+    """The row as the database has it now (in this transaction), not as the session cached it."""
+    job = await session.get(Job, job_id, populate_existing=True)
     if job is None:
         raise JobNotFound(job_id)
     return job

@@ -92,6 +92,9 @@ class Job(Base):
     updated_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Bumped by every change of the definition made through PUT; the ETag is derived from it,
+    # and writers compare-and-set on it (jobs/definition_sync.py).
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     __table_args__ = (
         Index("ix_jobs_created_at", "created_at"),
@@ -274,7 +277,14 @@ class ScheduleSync(Base):
     __tablename__ = "schedule_syncs"
 
     job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Refreshed by every request that journals the job: an entry younger than the replay's
+    # grace may belong to a request still in flight.
     requested_at: Mapped[datetime]
+    # Who journalled last: a request clears the entry only while it is still its own.
+    token: Mapped[str | None] = mapped_column(String(32))
+    # What the journalled changes were about (bit flags of jobs.schedule_parts.SchedulePart),
+    # OR-ed over every request that journalled the job since the entry was last cleared.
+    parts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AuditEvent(Base):

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from store.models import Backfill, Job, ScheduleEvent, utcnow
 
@@ -65,7 +66,12 @@ async def mirror_state(
         add_pause_event(session, job_id, paused, note, actor)
     job.paused = paused
     job.next_run_at = None if paused else upcoming
-    await session.commit()
+    try:
+        await session.commit()
+    except StaleDataError:
+        # The job was deleted since it was read (a DELETE racing this read): nothing to mirror.
+        await session.rollback()
+        return False
     return True
 
 

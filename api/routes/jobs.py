@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from api.auth import PrincipalDep
 from api.deps import JobCreatorDep, JobServiceDep
-from api.errors import ERROR_RESPONSES, MAX_PAGE
+from api.errors import CONDITIONAL_RESPONSES, ERROR_RESPONSES, MAX_PAGE
 from api.idempotency import IdempotencyDep
+from jobs.definition_sync import etag, etag_of
 from jobs.requests import JobCreate, JobUpdate
 from jobs.responses import JobList, JobResponse
 from workflows.models import JobStatus
@@ -24,13 +25,17 @@ async def create_job(
     jobs: JobServiceDep,
     caller: PrincipalDep,
     once: IdempotencyDep,
+    response: Response,
 ) -> JobResponse:
     """Create a job and its Temporal Schedule; a job without ``schedule`` runs once, now."""
 
     async def create() -> JobResponse:
         return await jobs.view(await creator.create(body, caller.name))
 
-    return await once.run(JobResponse, create, status.HTTP_201_CREATED)
+    answer = await once.run(JobResponse, create, status.HTTP_201_CREATED)
+    # A new job's definition is at its first version (an idempotent replay names it too).
+    response.headers["ETag"] = etag_of(answer.job_id, 1)
+    return answer
 
 
 @router.get("", responses=ERROR_RESPONSES)
@@ -54,23 +59,44 @@ async def list_jobs(
     )
 
 
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description="An ETag of the job: the change is made only if it is still current (412).",
+    ),
+]
+
+
 @router.get("/{job_id}", responses=ERROR_RESPONSES)
-async def get_job(job_id: str, jobs: JobServiceDep) -> JobResponse:
-    return await jobs.get(job_id)
+async def get_job(job_id: str, jobs: JobServiceDep, response: Response) -> JobResponse:
+    """The job; its ``ETag`` names the version of its definition, for ``If-Match``."""
+    job = await jobs.read(job_id)
+    response.headers["ETag"] = etag(job)
+    return await jobs.view(job)
 
 
-@router.put("/{job_id}", responses=ERROR_RESPONSES)
+@router.put("/{job_id}", responses=CONDITIONAL_RESPONSES)
 async def update_job(
-    job_id: str, body: JobUpdate, jobs: JobServiceDep, caller: PrincipalDep
+    job_id: str,
+    body: JobUpdate,
+    jobs: JobServiceDep,
+    caller: PrincipalDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> JobResponse:
     """Change the fields sent; ``schedule: null`` makes the job a one-off. 409 while running."""
-    return await jobs.view(await jobs.update(job_id, body, caller.name))
+    job = await jobs.update(job_id, body, caller.name, if_match)
+    response.headers["ETag"] = etag(job)
+    return await jobs.view(job)
 
 
-@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERROR_RESPONSES)
-async def delete_job(job_id: str, jobs: JobServiceDep, caller: PrincipalDep) -> Response:
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=CONDITIONAL_RESPONSES)
+async def delete_job(
+    job_id: str, jobs: JobServiceDep, caller: PrincipalDep, if_match: IfMatch = None
+) -> Response:
     """Remove the job, its schedule and its run records; files on disk are kept."""
-    await jobs.delete(job_id, caller.name)
+    await jobs.delete(job_id, caller.name, if_match)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
