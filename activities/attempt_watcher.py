@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities import checkpoint_files
 from activities.metric_buffer import MetricBuffer
-from activities.output_log import follow_output
+from activities.output_log import Ship, follow_output
 from core.settings import LogLimits
 from runtimes.base import ContainerRuntime
 from runtimes.trainer_protocol import ProgressReport, parse_checkpoint, parse_progress
@@ -50,6 +50,7 @@ class AttemptWatcher:
         log_path: Path,
         checkpoint_dir: Path,
         limits: LogLimits,
+        ship: Ship | None = None,
     ) -> None:
         self._sessions = sessions
         self._job_id = job_id
@@ -57,6 +58,7 @@ class AttemptWatcher:
         self._attempt = attempt
         self._log_path = log_path
         self._limits = limits
+        self._ship = ship
         self._checkpoint_dir = checkpoint_dir
         self.progress: ProgressReport | None = None
         # Per scanned entry: its (size, mtime) at the last scan, and the states recorded.
@@ -87,6 +89,7 @@ class AttemptWatcher:
                 self._limits,
                 self._handle_marked,
                 source=name,
+                ship=self._ship,
             )
         finally:
             await self.flush_progress()
