@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities import checkpoint_files
 from activities.metric_buffer import MetricBuffer
-from activities.output_log import OutputCount, follow_output
+from activities.output_log import OutputCount, Ship, follow_output
 from core.settings import LogLimits
 from runtimes.base import ContainerRuntime
 from runtimes.trainer_protocol import ProgressReport, parse_checkpoint, parse_progress
@@ -50,6 +50,7 @@ class AttemptWatcher:
         log_path: Path,
         checkpoint_dir: Path,
         limits: LogLimits,
+        ship: Ship | None = None,
     ) -> None:
         self._sessions = sessions
         self._job_id = job_id
@@ -57,6 +58,7 @@ class AttemptWatcher:
         self._attempt = attempt
         self._log_path = log_path
         self._limits = limits
+        self._ship = ship
         self._checkpoint_dir = checkpoint_dir
         self.progress: ProgressReport | None = None
         # Bytes of output read: a drain after the unit's exit waits while this grows.
@@ -90,6 +92,7 @@ class AttemptWatcher:
                 self._handle_marked,
                 source=name,
                 count=self.output,
+                ship=self._ship,
             )
         finally:
             await self.flush_progress()

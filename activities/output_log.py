@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +21,12 @@ from typing import BinaryIO
 
 from core.settings import LogLimits
 from runtimes.trainer_protocol import CHECKPOINT_MARK, PROGRESS_MARK
+
+# Where a log's changes go besides its file: ``ship(offset, data)`` means "the file from
+# ``offset`` on is now ``data``" (see store.log_chunks).
+Ship = Callable[[int, bytes], Awaitable[None]]
+
+logger = logging.getLogger(__name__)
 
 SPLIT_MARK = b" [line split: longer than %d bytes]"
 ELIDED_MARK = b"\n[... output elided: the log keeps its first and newest parts ...]\n"
@@ -85,6 +92,7 @@ class _State:
     consumed: int = 0  # bytes of the unit's output the file holds, up to a whole line
     head_end: int | None = None  # file offset where the newest part starts, once elided
     source: str | None = None  # the unit whose output ``consumed`` counts
+    shipped: int = 0  # bytes of the file already mirrored to central storage, if shipped
 
 
 class BoundedLog:
@@ -98,6 +106,8 @@ class BoundedLog:
         self._state = _State()
         self._handle: BinaryIO | None = None
         self._size = 0
+        # The lowest offset written since the last shipping: the file from there on changed.
+        self._dirty_from = 0
 
     def open(self, source: str | None = None) -> int:
         """Open the file, resuming it if an earlier activity wrote it; bytes of ``source``'s
@@ -105,7 +115,12 @@ class BoundedLog:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         try:
             saved = json.loads(self._offset_path.read_text(encoding="utf-8"))
-            self._state = _State(int(saved["consumed"]), saved.get("head_end"), saved.get("source"))
+            self._state = _State(
+                int(saved["consumed"]),
+                saved.get("head_end"),
+                saved.get("source"),
+                int(saved.get("shipped", 0)),
+            )
             mode = "r+b"
         except (OSError, ValueError, KeyError, TypeError):
             self._state, mode = _State(), "w+b"
@@ -118,6 +133,9 @@ class BoundedLog:
         handle: BinaryIO = open(self._path, mode)  # type: ignore[assignment]  # noqa: SIM115
         self._handle = handle  # closed by close()
         self._size = handle.seek(0, os.SEEK_END)
+        # Whatever the file gained since the last shipping (a note between units, a crash
+        # before the offset was saved) is shipped again from there.
+        self._dirty_from = min(self._state.shipped, self._size)
         return self._state.consumed
 
     def write_line(self, line: bytes, *, split: bool, consumed: int) -> None:
@@ -157,11 +175,34 @@ class BoundedLog:
                     "consumed": self._state.consumed,
                     "head_end": self._state.head_end,
                     "source": self._state.source,
+                    "shipped": self._state.shipped,
                 }
             ),
             encoding="utf-8",
         )
         os.replace(temporary, self._offset_path)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def changes(self) -> tuple[int, bytes] | None:
+        """``(offset, data)``: the file from ``offset`` on, as it now is, if it changed since
+        the last :meth:`shipped`; read from the file (at most the log's bound)."""
+        assert self._handle is not None
+        if self._dirty_from >= self._size and self._state.shipped == self._size:
+            return None
+        self._handle.flush()
+        offset = min(self._dirty_from, self._size)
+        with open(self._path, "rb") as reader:
+            reader.seek(offset)
+            data = reader.read(self._size - offset)
+        return offset, data
+
+    def shipped(self, end: int) -> None:
+        """The file up to ``end`` is mirrored: only later writes are changes."""
+        self._state.shipped = end
+        self._dirty_from = end
 
     def close(self) -> None:
         if self._handle is not None:
@@ -194,6 +235,7 @@ class BoundedLog:
             # The newest part outgrew its half: start it again right after the marker.
             self._handle.truncate(self._state.head_end)
             self._size = self._handle.seek(self._state.head_end)
+            self._dirty_from = min(self._dirty_from, self._size)
         self._handle.write(data)
         self._size += len(data)
 
@@ -201,6 +243,9 @@ class BoundedLog:
 # Only lines with a protocol mark are handed on (leading blanks allowed, as the parser does).
 _MARKS = (PROGRESS_MARK.encode(), CHECKPOINT_MARK.encode())
 _OFFSET_SAVE_SECONDS = 1.0
+# Waits between the tries of an attempt's last shipment (about 3 s in all, then a warning;
+# a reattached activity or a later unit of the attempt ships what is left).
+_FINAL_SHIP_PAUSES = (0.2, 0.4, 0.8, 1.6, 0.0)
 
 
 class OutputCount:
@@ -218,6 +263,7 @@ async def follow_output(
     *,
     source: str | None = None,
     count: OutputCount | None = None,
+    ship: Ship | None = None,
 ) -> None:
     """Copy a unit's output into its bounded log at ``path`` until the stream ends.
 
@@ -226,6 +272,9 @@ async def follow_output(
     output of the same ``source`` (the unit's name) it already holds is skipped, so nothing
     is written or reported twice. The stream is closed however this ends, so its reader
     stops with it. ``count``, if given, grows with every byte read.
+
+    With ``ship``, the file's changes are also mirrored to central storage every second and
+    at the end (see :func:`_ship`), before the offset that says they were is saved.
     """
     log = BoundedLog(path, limits.max_bytes, limits.max_line)
     skip = await asyncio.to_thread(log.open, source)
@@ -244,8 +293,12 @@ async def follow_output(
             seen += len(chunk)
             lines = splitter.feed(chunk)
             save = loop.time() - saved_at >= _OFFSET_SAVE_SECONDS
-            await asyncio.to_thread(_write, log, lines, seen - splitter.pending, save)
+            consumed = seen - splitter.pending
+            await asyncio.to_thread(_write, log, lines, consumed, save and ship is None)
             if save:
+                if ship is not None:
+                    await _ship(log, ship)
+                    await asyncio.to_thread(log.save_offset)
                 saved_at = loop.time()
             if on_marked is not None:
                 for line, split in lines:
@@ -253,6 +306,12 @@ async def follow_output(
                         await on_marked(line)
         rest = splitter.rest()
         await asyncio.to_thread(log.write_rest, rest, seen)
+        if ship is not None:
+            # The last change has no next second to be retried in: a few tries, bounded.
+            for pause in _FINAL_SHIP_PAUSES:
+                if await _ship(log, ship):
+                    break
+                await asyncio.sleep(pause)
         if on_marked is not None and rest[:128].lstrip().startswith(_MARKS):
             await on_marked(rest)
     finally:
@@ -260,6 +319,22 @@ async def follow_output(
         if close is not None:
             await close()
         await asyncio.to_thread(log.close)
+
+
+async def _ship(log: BoundedLog, ship: Ship) -> bool:
+    """Mirror what changed in the file; False if that failed (the database away): it is
+    tried again later, from the same offset, and never stops the output from being read."""
+    change = await asyncio.to_thread(log.changes)
+    if change is None:
+        return True
+    offset, data = change
+    try:
+        await ship(offset, data)
+    except Exception as err:
+        logger.warning("%s: output not shipped yet, tried again later: %s", log.path, err)
+        return False
+    log.shipped(offset + len(data))
+    return True
 
 
 def append_note(path: Path, note: str) -> None:

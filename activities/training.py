@@ -32,6 +32,7 @@ from activities.heartbeat import Heartbeat, beat_interval
 from activities.images import prepare_image
 from activities.infrastructure import InfraRecord, infrastructure_failure
 from activities.interruptions import Following, cancel_requested, ignore_outcome, recorded_start
+from activities.log_shipping import log_shipper
 from activities.output_drain import drain_output
 from activities.output_log import append_note
 from activities.recorded_outcomes import recorded_outcome
@@ -151,6 +152,13 @@ class TrainingActivities:
                 log_path=log_path,
                 checkpoint_dir=host_dir,
                 limits=self._settings.log_limits,
+                ship=log_shipper(
+                    self._settings,
+                    self._sessions,
+                    job_id=request.job_id,
+                    run_id=request.run_id,
+                    attempt=request.attempt,
+                ),
             )
             following.task = asyncio.create_task(watcher.follow(self._runtime, spec.name))
             ended, timed_out = await wait_for_exit(

@@ -138,6 +138,10 @@ class Settings(BaseSettings):
     # a longer output line is split (and marked) at MAX_LOG_LINE_BYTES.
     max_log_bytes_per_attempt: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
     max_log_line_bytes: int = Field(default=64 * 1024, ge=256, le=16 * 1024 * 1024)
+    # "database": workers ship each attempt's log to the database (a mirror of the file, in
+    # chunks, within the same bound) and the API serves /logs from there, so API replicas and
+    # worker hosts need no shared disk. "files": the API reads the workers' files (one disk).
+    log_storage: Literal["database", "files"] = "database"
     max_spec_bytes: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)
     """MAX_SPEC_BYTES: the most a job's ``command``, ``env`` and ``secret_env`` may take together.
 

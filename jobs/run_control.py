@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -13,7 +14,7 @@ from core.settings import Settings
 from jobs import views
 from jobs.responses import CheckpointList, CheckpointResponse, JobResponse
 from jobs.temporal import JobSchedules
-from store import audit, checkpoints, log_files
+from store import audit, checkpoints, log_chunks, log_files
 from store import jobs as job_store
 from store import runs as run_store
 from workflows.models import JobStatus
@@ -82,6 +83,9 @@ class RunService:
         run_id, _ = await self.latest_run(job_id)
         if run_id is None:
             return ""
+        shipped = await self._shipped_attempts(job_id, run_id)
+        if shipped is not None:
+            return await self._shipped_text(run_id, shipped, tail)
         files = log_files.attempt_logs(self._settings.log_dir, job_id, run_id)
         if tail is None:
             return await asyncio.to_thread(_join_attempts, files)
@@ -93,23 +97,107 @@ class RunService:
         run_id, _ = await self.latest_run(job_id)
         if run_id is None:
             return
+        shipped = await self._shipped_attempts(job_id, run_id)
         yield (await self.log_text(job_id, tail)).encode()
-        offsets = {
-            path: path.stat().st_size
-            for _, path in log_files.attempt_logs(self._settings.log_dir, job_id, run_id)
-        }
+        if shipped is not None:
+            source: _LogSource = _ShippedLogs(self._sessions, run_id)
+        else:
+            source = _LogFiles(self._settings.log_dir, job_id, run_id)
+        offsets = await source.sizes()
         while True:
             latest, finished = await self.latest_run(job_id)
-            for attempt, path in log_files.attempt_logs(self._settings.log_dir, job_id, run_id):
-                if path not in offsets:
-                    offsets[path] = 0
+            for attempt in await source.attempts():
+                if attempt not in offsets:
+                    offsets[attempt] = 0
                     yield f"--- attempt {attempt} ---\n".encode()
-                while chunk := await asyncio.to_thread(_read_from, path, offsets[path]):
-                    offsets[path] += len(chunk)
+                while chunk := await source.read(attempt, offsets[attempt]):
+                    offsets[attempt] += len(chunk)
                     yield chunk
             if finished or latest != run_id:
                 return
             await asyncio.sleep(_POLL_SECONDS)
+
+    async def _shipped_attempts(self, job_id: str, run_id: str) -> list[int] | None:
+        """The run's attempts whose output is in the database; None to read files instead
+        (LOG_STORAGE=files, or a run from before logs were shipped that left files here)."""
+        if self._settings.log_storage != "database":
+            return None
+        async with self._sessions() as session:
+            attempts = await log_chunks.attempts_with_logs(session, run_id)
+        if not attempts and log_files.attempt_logs(self._settings.log_dir, job_id, run_id):
+            return None
+        return attempts
+
+    async def _shipped_text(self, run_id: str, attempts: list[int], tail: int | None) -> str:
+        async with self._sessions() as session:
+            if tail is not None:
+                found: dict[int, list[str]] = {}
+                needed = tail
+                for attempt in reversed(attempts):
+                    if needed <= 0:
+                        break
+                    found[attempt] = await log_chunks.last_lines(session, run_id, attempt, needed)
+                    needed -= len(found[attempt]) + 1
+                lines = log_files.combine_tails(
+                    attempts, tail, lambda attempt, count: found.get(attempt, [])[-count:]
+                )
+                return "".join(f"{line}\n" for line in lines)
+            parts = []
+            for attempt in attempts:
+                data = await log_chunks.read_from(session, run_id, attempt, 0)
+                text = data.decode("utf-8", errors="replace")
+                parts.append(f"--- attempt {attempt} ---\n{text}" if len(attempts) > 1 else text)
+        return "".join(parts)
+
+
+class _LogSource(Protocol):
+    async def attempts(self) -> list[int]: ...
+
+    async def sizes(self) -> dict[int, int]: ...
+
+    async def read(self, attempt: int, offset: int) -> bytes: ...
+
+
+class _LogFiles:
+    """A run's attempt logs on this machine's disk (LOG_STORAGE=files)."""
+
+    def __init__(self, log_dir: Path, job_id: str, run_id: str) -> None:
+        self._log_dir, self._job_id, self._run_id = log_dir, job_id, run_id
+
+    def _paths(self) -> dict[int, Path]:
+        return dict(log_files.attempt_logs(self._log_dir, self._job_id, self._run_id))
+
+    async def attempts(self) -> list[int]:
+        return sorted(self._paths())
+
+    async def sizes(self) -> dict[int, int]:
+        return {attempt: path.stat().st_size for attempt, path in self._paths().items()}
+
+    async def read(self, attempt: int, offset: int) -> bytes:
+        return await asyncio.to_thread(_read_from, self._paths()[attempt], offset)
+
+
+class _ShippedLogs:
+    """A run's attempt logs as the workers shipped them to the database."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], run_id: str) -> None:
+        self._sessions, self._run_id = sessions, run_id
+
+    async def attempts(self) -> list[int]:
+        async with self._sessions() as session:
+            return await log_chunks.attempts_with_logs(session, self._run_id)
+
+    async def sizes(self) -> dict[int, int]:
+        async with self._sessions() as session:
+            attempts = await log_chunks.attempts_with_logs(session, self._run_id)
+            return {a: await log_chunks.stored_size(session, self._run_id, a) for a in attempts}
+
+    async def read(self, attempt: int, offset: int) -> bytes:
+        async with self._sessions() as session:
+            data = await log_chunks.read_from(
+                session, self._run_id, attempt, offset, limit=_FOLLOW_CHUNK
+            )
+        return data[:_FOLLOW_CHUNK]
 
 
 def _join_attempts(files: list[tuple[int, Path]]) -> str:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import JobNotFound
-from store.models import IssuedJobId, Job, MetricHistory, MetricPoint, Run, utcnow
+from store.models import IssuedJobId, Job, LogChunk, MetricHistory, MetricPoint, Run, utcnow
 from workflows.models import JobStatus
 
 _MAX_ID_DRAWS = 32
@@ -197,5 +197,6 @@ async def delete_job_rows(session: AsyncSession, job_id: str) -> None:
     runs_of_job = select(Run.run_id).where(Run.job_id == job_id)
     await session.execute(delete(MetricPoint).where(MetricPoint.run_id.in_(runs_of_job)))
     await session.execute(delete(MetricHistory).where(MetricHistory.job_id == job_id))
+    await session.execute(delete(LogChunk).where(LogChunk.job_id == job_id))
     await session.execute(delete(Run).where(Run.job_id == job_id))
     await session.execute(delete(Job).where(Job.job_id == job_id))

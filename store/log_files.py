@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 _BLOCK = 64 * 1024
@@ -118,13 +119,24 @@ def last_lines_of(path: Path, count: int) -> list[str]:
 def tail_of_attempts(files: list[tuple[int, Path]], count: int) -> list[str]:
     """The last ``count`` lines of a run's attempts in order, each attempt under a header
     line when there are several (as the whole log shows them)."""
-    several = len(files) > 1
+    paths = dict(files)
+    return combine_tails(
+        [attempt for attempt, _ in files], count, lambda a, n: last_lines_of(paths[a], n)
+    )
+
+
+def combine_tails(
+    attempts: list[int], count: int, last_lines: Callable[[int, int], list[str]]
+) -> list[str]:
+    """The last ``count`` lines over ``attempts`` (in order), from ``last_lines(attempt, n)``,
+    each attempt under a header line when there are several."""
+    several = len(attempts) > 1
     parts: list[list[str]] = []
     needed = count
-    for attempt, path in reversed(files):
+    for attempt in reversed(attempts):
         if needed <= 0:
             break
-        lines = last_lines_of(path, needed)
+        lines = last_lines(attempt, needed)
         needed -= len(lines)
         if several and needed > 0:
             lines = [f"--- attempt {attempt} ---", *lines]

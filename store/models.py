@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -203,6 +204,27 @@ class MetricPoint(Base):
     step: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     at: Mapped[datetime]
     value: Mapped[float] = mapped_column(Float)
+
+
+class LogChunk(Base):
+    """A piece of an attempt's log, shipped by the worker so that any API replica serves it.
+
+    The chunks of an attempt mirror its log file on the worker's disk: ``start`` is the
+    chunk's offset in the file, a multiple of the chunk size, and every chunk but the last is
+    full. The file's own bound (MAX_LOG_BYTES_PER_ATTEMPT) bounds the chunks.
+    """
+
+    __tablename__ = "log_chunks"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(32))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+    __table_args__ = (Index("ix_log_chunks_job_id", "job_id"),)
 
 
 class NotificationDelivery(Base):

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.log_shipping import log_shipper
 from activities.output_log import follow_output
 from core.settings import Settings
 from runtimes.base import (
@@ -144,7 +145,17 @@ class RunReconciler:
         # The file the attempt's activity wrote is completed (within its bound), not rewritten.
         with contextlib.suppress(LookupError):
             await follow_output(
-                self._runtime.stream_output(name), path, self._settings.log_limits, source=name
+                self._runtime.stream_output(name),
+                path,
+                self._settings.log_limits,
+                source=name,
+                ship=log_shipper(
+                    self._settings,
+                    self._sessions,
+                    job_id=labels.get(LABEL_JOB_ID, "unknown"),
+                    run_id=labels[LABEL_RUN_ID],
+                    attempt=int(attempt) if attempt.isdigit() else 0,
+                ),
             )
         await self._runtime.remove(name)
         logger.info("removed %s: its run is over", name)
