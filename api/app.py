@@ -16,7 +16,7 @@ from api.auth import require_api_key
 from api.errors import install_error_handlers
 from api.log_context import LogContextMiddleware, bind_path_job_id
 from api.metrics import ApiMetrics, HttpMetricsMiddleware
-from api.routes import docs, health, jobs, metrics, runs, schedule, stats
+from api.routes import docs, health, jobs, metrics, runs, schedule, stats, workers
 from api.ui.router import install_ui
 from core.settings import Settings
 from jobs.creation import JobCreator
@@ -25,6 +25,7 @@ from jobs.run_history import RunHistory
 from jobs.schedule_control import SchedulingService
 from jobs.service import JobService
 from jobs.temporal import JobSchedules, TemporalConnection, register_search_attributes
+from jobs.workers import WorkerDirectory
 from store.db import create_engine, create_sessionmaker
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.scheduling = scheduling
     app.state.history = RunHistory(sessions, settings)
     app.state.runs = RunService(sessions, schedules, settings)
+    app.state.workers = WorkerDirectory(sessions, settings)
     try:
         await register_search_attributes(await temporal.client(), settings.temporal_namespace)
         await service.reconcile(older_than=timedelta(0))
@@ -106,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(runs.router, dependencies=protected)
     app.include_router(schedule.router, dependencies=protected)
     app.include_router(stats.router, dependencies=protected)
+    app.include_router(workers.router, dependencies=protected)
     app.include_router(metrics.router, dependencies=protected)
     # The dashboard's pages hold no data; what they show comes from the protected routes.
     install_ui(app)

@@ -73,6 +73,10 @@ class JobResponse(BaseModel):
     progress: Progress | None = None
     # Single-job responses only: what was sent about the latest run, per channel.
     latest_run_notifications: list[Delivery] | None = None
+    priority: int = 0
+    # While the latest run is queued: why, and its place in its line (1 = next).
+    queue_reason: str | None = None
+    queue_position: int | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -113,6 +117,7 @@ class Stats(BaseModel):
     failed: int
     retrying: int
     cancelled: int
+    queued: int = 0
     paused: int
     scheduled: int
 
@@ -156,6 +161,11 @@ class RunResponse(BaseModel):
     latest_checkpoint: CheckpointResponse | None
     notifications: list[Delivery]
     temporal_ui_url: str
+    # The worker the run was placed on and the GPU ids it leased there.
+    host: str | None = None
+    gpus: list[str] | None = None
+    queue_reason: str | None = None
+    queue_position: int | None = None
 
 
 class RunList(BaseModel):

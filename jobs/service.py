@@ -124,7 +124,12 @@ class JobService:
     async def delete(self, job_id: str) -> None:
         async with self._sessions() as session:
             job = await job_store.get_job(session, job_id)
-            _refuse_if_active(job, "delete")
+            if job.status == JobStatus.QUEUED.value and job.latest_run_id is not None:
+                # A queued run holds nothing yet: deleting its job cancels it (its workflow
+                # gives its queue place back; its status write finds the job gone).
+                await self._schedules.cancel_run(job.latest_run_id)
+            else:
+                _refuse_if_active(job, "delete")
             await journal.journal_schedule_change(session, job_id)
             await job_store.delete_job_rows(session, job_id)
             await session.flush()

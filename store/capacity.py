@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -372,28 +372,32 @@ async def next_in_queue(
     return found
 
 
-async def queue_positions(
-    session: AsyncSession, pool: str, run_ids: Sequence[str]
-) -> dict[str, int]:
+async def queue_positions(session: AsyncSession, run_ids: Sequence[str]) -> dict[str, int]:
     """1 for the next run of its line, 2 for the one after, ...; runs not waiting are absent."""
-    wanted = set(run_ids)
-    if not wanted:
+    if not run_ids:
         return {}
-    rows = (
-        await session.execute(
-            select(QueuedRun.run_id, QueuedRun.gpus)
-            .where(QueuedRun.pool == pool)
-            .order_by(QueuedRun.priority.desc(), QueuedRun.submitted_at, QueuedRun.run_id)
-            .limit(_QUEUE_SCAN)
-        )
-    ).all()
+    waiting = (await session.scalars(select(QueuedRun).where(QueuedRun.run_id.in_(run_ids)))).all()
     positions: dict[str, int] = {}
-    counts = {True: 0, False: 0}
-    for run_id, gpus in rows:
-        counts[gpus != 0] += 1
-        if run_id in wanted:
-            positions[run_id] = counts[gpus != 0]
+    for row in waiting:
+        same_line = QueuedRun.gpus != 0 if row.gpus != 0 else QueuedRun.gpus == 0
+        ahead = await session.scalar(
+            select(func.count())
+            .select_from(QueuedRun)
+            .where(QueuedRun.pool == row.pool, same_line, _earlier_than(row))
+        )
+        positions[row.run_id] = int(ahead or 0) + 1
     return positions
+
+
+def _earlier_than(row: QueuedRun) -> ColumnElement[bool]:
+    """Queue rows ahead of ``row``: higher priority, then earlier start, then run id."""
+    return or_(
+        QueuedRun.priority > row.priority,
+        (QueuedRun.priority == row.priority) & (QueuedRun.submitted_at < row.submitted_at),
+        (QueuedRun.priority == row.priority)
+        & (QueuedRun.submitted_at == row.submitted_at)
+        & (QueuedRun.run_id < row.run_id),
+    )
 
 
 async def _expire(session: AsyncSession, seen_after: datetime) -> None:
@@ -413,13 +417,7 @@ async def _expire(session: AsyncSession, seen_after: datetime) -> None:
 async def _runs_ahead(session: AsyncSession, waiting: QueuedRun, hosts: list[HostUsage]) -> int:
     """Runs of the same line ahead of ``waiting`` that some live worker could ever hold."""
     same_line = QueuedRun.gpus != 0 if waiting.gpus != 0 else QueuedRun.gpus == 0
-    earlier = or_(
-        QueuedRun.priority > waiting.priority,
-        (QueuedRun.priority == waiting.priority) & (QueuedRun.submitted_at < waiting.submitted_at),
-        (QueuedRun.priority == waiting.priority)
-        & (QueuedRun.submitted_at == waiting.submitted_at)
-        & (QueuedRun.run_id < waiting.run_id),
-    )
+    earlier = _earlier_than(waiting)
     rows = await session.scalars(
         select(QueuedRun)
         .where(QueuedRun.pool == waiting.pool, same_line, earlier)
