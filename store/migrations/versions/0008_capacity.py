@@ -89,9 +89,8 @@ def downgrade() -> None:
     op.drop_index("ix_run_leases_host", table_name="run_leases")
     op.drop_table("run_leases")
     op.drop_table("workers")
-    with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.drop_column("queue_reason")
-        batch_op.drop_column("gpus")
-        batch_op.drop_column("host")
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_column("priority")
+    # SQLite 3.35+ drops columns in place (no table copy, so no cascade).
+    op.drop_column("runs", "queue_reason")
+    op.drop_column("runs", "gpus")
+    op.drop_column("runs", "host")
+    op.drop_column("jobs", "priority")
