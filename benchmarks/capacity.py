@@ -93,7 +93,10 @@ class Bench:
     def started_at(self, job_id: str) -> float | None:
         rows = self.docker.api.containers(all=True, filters={"label": f"{LABEL_JOB_ID}={job_id}"})
         for row in rows:
-            state = self.docker.api.inspect_container(row["Id"])["State"]
+            try:
+                state = self.docker.api.inspect_container(row["Id"])["State"]
+            except docker.errors.NotFound:  # removed between the listing and now
+                continue
             if state["StartedAt"].startswith("0001"):
                 continue
             # Nanoseconds are more than fromisoformat takes: keep microseconds.

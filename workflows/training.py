@@ -131,13 +131,17 @@ class TrainingJobWorkflow:
             return await self._attempts(plan)
         except (asyncio.CancelledError, ActivityError) as err:
             if not is_cancelled_exception(err):
+                await self._capacity.release(plan)
                 raise
             # The activity has already stopped the container (it waits for that).
             await self._record(plan, JobStatus.CANCELLED, error_message="Cancelled by request")
-            raise asyncio.CancelledError() from err
-        finally:
-            # Success, failure and cancel alike give the lease (or queue place) back.
             await self._capacity.release(plan)
+            raise asyncio.CancelledError() from err
+        except Exception:
+            # Failure gives the lease (or queue place) back too; success did in _attempts. Not
+            # a `finally`: an evicted workflow (a BaseException) must issue no command.
+            await self._capacity.release(plan)
+            raise
 
     async def _run_attempt(self, plan: RunPlan) -> AttemptOutcome:
         if not self._admission:
