@@ -156,7 +156,7 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-async def main(samples: int, jobs: int, seconds: float) -> None:
+async def main(samples: int, jobs: int, seconds: float, database_url: str | None) -> None:
     build_image()
     temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     env = await WorkflowEnvironment.start_local(
@@ -177,6 +177,7 @@ async def main(samples: int, jobs: int, seconds: float) -> None:
         worker_metrics_port=0,
         worker_gpus=",".join(str(gpu) for gpu in range(GPUS)),  # type: ignore[arg-type]
         gpu_device_requests=False,
+        database_url=database_url,
     )
     await asyncio.to_thread(upgrade, settings.sqlalchemy_url)
     app = create_app(settings)
@@ -192,7 +193,9 @@ async def main(samples: int, jobs: int, seconds: float) -> None:
         await env.shutdown()
         shutil.rmtree(data_dir, ignore_errors=True)
     ideal = -(-jobs // GPUS) * seconds
+    backend = "PostgreSQL" if database_url else "SQLite"
     sys.stdout.write(
+        f"store: {backend}\n"
         f"release -> next queued container start, {samples} samples\n"
         f"  p50 {statistics.median(latencies) * 1000:8.1f} ms   (goal under 1000 ms)\n"
         f"  p99 {percentile(latencies, 0.99) * 1000:8.1f} ms\n"
@@ -208,5 +211,8 @@ if __name__ == "__main__":
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=60)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--database-url", default=None, help="e.g. postgresql+asyncpg://...; default SQLite"
+    )
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.samples, arguments.jobs, arguments.seconds))
+    asyncio.run(main(arguments.samples, arguments.jobs, arguments.seconds, arguments.database_url))

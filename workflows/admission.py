@@ -41,7 +41,10 @@ with workflow.unsafe.imports_passed_through():
 # RUNNING notification sent once the run is admitted rather than at its start.
 CAPACITY_PATCH = "capacity-admission"
 _STORE_TIMEOUT = timedelta(seconds=30)
-_STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
+# A woken run whose admission met a busy database tries again soon: the GPU is waiting.
+_STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5)
+)
 
 
 def needs_admission(plan: RunPlan) -> bool:
