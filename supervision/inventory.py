@@ -66,8 +66,10 @@ def inventory_of(settings: Settings) -> Inventory:
     gpus = settings.worker_gpus if settings.worker_gpus is not None else detect_gpus()
     cpus = settings.worker_cpus or detect_cpus()
     memory = settings.worker_memory_bytes or detect_memory_bytes()
-    # One attempt per GPU (a GPU run leases at least one) plus one per CPU for the rest.
-    max_attempts = settings.worker_max_attempts or len(gpus) + max(1, int(cpus))
+    # One attempt per GPU (a GPU run leases at least one), plus four per CPU for runs that
+    # reserve no GPU: most of those wait on I/O or share their cores, and runs that reserve
+    # CPUs are bounded by admission anyway.
+    max_attempts = settings.worker_max_attempts or len(gpus) + 4 * max(1, int(cpus))
     return Inventory(
         name=settings.worker_name,
         pool=settings.task_queue,
