@@ -8,6 +8,7 @@ drops a ``stop`` file in its checkpoint directory.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from core.settings import Settings
 from tests.conftest import api_client, eventually, make_settings, unique_name, wait_for_status
@@ -234,3 +236,48 @@ async def test_priority_orders_the_queue(
         assert (await job(api, low))["queue_position"] == 1
     finally:
         await stop_all(api, gpu_settings, jobs)
+
+
+async def test_two_workers_admit_concurrently_without_double_leases(
+    gpu_settings: Settings, temporal_client: Client, busybox_image: str
+) -> None:
+    """Two workers of one deployment, two GPUs each; six one-GPU jobs posted at once."""
+    other = gpu_settings.model_copy(update={"worker_name": f"{gpu_settings.worker_name}-b"})
+    # A client of its own, as another host's worker has (one client may not run two workers
+    # on one task queue).
+    other_client = await Client.connect(
+        other.temporal_address, data_converter=pydantic_data_converter
+    )
+    async with (
+        build_worker(gpu_settings, temporal_client) as first,
+        first,
+        build_worker(other, other_client) as second,
+        second,
+        api_client(gpu_settings) as api,
+    ):
+        jobs = list(
+            await asyncio.gather(*(create(api, busybox_image, {"gpus": 1}) for _ in range(6)))
+        )
+        try:
+
+            async def placed() -> list[dict[str, Any]] | None:
+                bodies = [await job(api, job_id) for job_id in jobs]
+                statuses = sorted(body["status"] for body in bodies)
+                runs = [await latest_run(api, job_id) for job_id in jobs]
+                held = [run for run in runs if run["gpus"]]
+                if statuses == ["queued"] * 2 + ["running"] * 4 and len(held) == 4:
+                    return held
+                return None
+
+            held = await eventually(placed, timeout=60)
+            leases = [(run["host"], gpu) for run in held for gpu in run["gpus"]]
+            assert sorted(leases) == sorted(
+                (host, gpu)
+                for host in (gpu_settings.worker_name, other.worker_name)
+                for gpu in ("0", "1")
+            )
+            for run in held:
+                seen = await seen_gpus(api, gpu_settings, run["job_id"])
+                assert seen == f"GPUS={run['gpus'][0]} NVIDIA={run['gpus'][0]}"
+        finally:
+            await stop_all(api, gpu_settings, jobs)
