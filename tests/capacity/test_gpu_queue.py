@@ -281,3 +281,30 @@ async def test_two_workers_admit_concurrently_without_double_leases(
                 assert seen == f"GPUS={run['gpus'][0]} NVIDIA={run['gpus'][0]}"
         finally:
             await stop_all(api, gpu_settings, jobs)
+
+
+async def test_a_failed_run_gives_its_gpu_back(
+    gpu_api: httpx.AsyncClient, gpu_settings: Settings, busybox_image: str
+) -> None:
+    api = gpu_api
+    name = unique_name("gpu-fail")
+    created = await api.post(
+        "/jobs",
+        json={
+            "name": name,
+            "image": busybox_image,
+            "command": ["sh", "-c", "exit 3"],
+            "resources": {"gpus": 2},
+            "max_retries": 1,
+        },
+    )
+    assert created.status_code == 201, created.text
+    job_id = created.json()["job_id"]
+    failed = await wait_for_status(api, job_id, {"failed"})
+    run = await latest_run(api, job_id)
+
+    assert failed["retry_count"] == 1
+    # Both attempts ran on the same lease, kept across the retry.
+    assert len(run["attempts"]) == 2 and sorted(run["gpus"]) == ["0", "1"]
+    workers = (await api.get("/workers")).json()["workers"]
+    assert workers[0]["gpus_free"] == 2 and workers[0]["running_runs"] == []

@@ -198,3 +198,45 @@ async def test_leases_of_a_lost_worker_expire(database_url: str) -> None:  # noq
             assert "2 GPUs" in (huge.reason or "")
     finally:
         await engine.dispose()
+
+
+async def test_the_lease_of_a_run_that_is_over_is_dropped(database_url: str) -> None:  # noqa: F811
+    """A workflow terminated behind the orchestrator's back never releases; once its run is
+    recorded final (the run reconciler does that), the next admission takes the GPU."""
+    engine = create_engine(database_url)
+    try:
+        pairs = await seed(engine, 5)
+        sessions = create_sessionmaker(engine)
+        now = utcnow()
+        async with sessions() as session:
+            for job_id, run_id in pairs[:4]:
+                assert (
+                    await capacity.admit(
+                        session,
+                        pool=POOL,
+                        job_id=job_id,
+                        run_id=run_id,
+                        need=capacity.Need(gpus=1),
+                        now=now,
+                        lost_after=LOST,
+                    )
+                ).admitted
+            ended = await session.get(Run, pairs[0][1])
+            assert ended is not None
+            ended.status = JobStatus.CANCELLED.value
+            await session.commit()
+            job_id, run_id = pairs[4]
+            placed = await capacity.admit(
+                session,
+                pool=POOL,
+                job_id=job_id,
+                run_id=run_id,
+                need=capacity.Need(gpus=1),
+                now=now,
+                lost_after=LOST,
+            )
+            assert placed.admitted
+            holders = {row.run_id for row in (await session.scalars(select(GpuLease))).all()}
+            assert pairs[0][1] not in holders and run_id in holders
+    finally:
+        await engine.dispose()
