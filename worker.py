@@ -12,9 +12,11 @@ worker pulled run, so that their retries reach the engine holding their containe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from types import TracebackType
@@ -25,6 +27,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from activities.admission import CapacityActivities
 from activities.bookkeeping import RunStoreActivities
 from activities.images import ImageActivities
 from activities.notify import NotifyActivities
@@ -37,7 +40,9 @@ from runtimes.base import ContainerRuntime
 from runtimes.factory import build_runtime
 from store.db import create_engine, create_sessionmaker
 from supervision.interceptors import LogContextInterceptor
+from supervision.inventory import Inventory, inventory_of
 from supervision.run_reconciler import RunReconciler
+from supervision.worker_registry import WorkerRegistry
 from workflows.training import TrainingJobWorkflow
 
 logger = logging.getLogger(__name__)
@@ -95,11 +100,17 @@ class WorkerGroup:
 
 @asynccontextmanager
 async def build_worker(
-    settings: Settings, client: Client, runtime: ContainerRuntime | None = None
+    settings: Settings,
+    client: Client,
+    runtime: ContainerRuntime | None = None,
+    inventory: Inventory | None = None,
 ) -> AsyncIterator[WorkerGroup]:
-    """Workers for the shared queue and this worker's own; the engine is closed on exit."""
+    """Workers for the shared queue and this worker's own, registered with its inventory
+    (renewed while the block runs); the engine is closed on exit."""
+    inventory = inventory or inventory_of(settings)
     engine = create_engine(settings.sqlalchemy_url, settings.database_pool)
     sessions = create_sessionmaker(engine)
+    registry = WorkerRegistry(sessions, client, settings, inventory)
     schedules = JobSchedules(
         TemporalConnection.of(client),
         settings.task_queue,
@@ -112,6 +123,7 @@ async def build_worker(
     training = TrainingActivities(runtime, sessions, settings)
     images = ImageActivities(runtime, settings)
     notify = NotifyActivities(sessions, settings)
+    admission = CapacityActivities(sessions, settings)
     common: dict[str, Any] = {
         "graceful_shutdown_timeout": timedelta(seconds=5),
         "interceptors": [LogContextInterceptor()],
@@ -119,7 +131,10 @@ async def build_worker(
         # timeout) would let a cancel take half a minute to reach the container.
         "max_heartbeat_throttle_interval": timedelta(seconds=2),
     }
+    heartbeat: asyncio.Task[None] | None = None
     try:
+        await registry.register()
+        heartbeat = asyncio.create_task(registry.run_forever())
         yield WorkerGroup(
             [
                 Worker(
@@ -133,24 +148,41 @@ async def build_worker(
                         # Attempts of runs started before pull_image are sent here.
                         training.run_training_container,
                         notify.notify_run_status,
+                        admission.acquire_capacity,
+                        admission.release_capacity,
                     ],
                     **common,
                 ),
                 Worker(
                     client,
                     task_queue=settings.worker_task_queue,
-                    activities=[training.run_training_container],
+                    # The leased worker pulls the image too, and attempts without a lease
+                    # (jobs asking for no resources) land here after their pull elsewhere.
+                    activities=[training.run_training_container, images.pull_image],
+                    # What the inventory can hold, not the SDK's default of 100; pulls
+                    # share the slots, as they precede their attempts.
+                    max_concurrent_activities=inventory.max_attempts * 2,
                     **common,
                 ),
             ]
         )
     finally:
+        if heartbeat is not None:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
         await engine.dispose()
 
 
 async def main() -> None:
     settings = Settings()
     configure_logging(settings)
+    inventory = inventory_of(settings)
+    # Blocking engine calls (asyncio.to_thread) run on a pool sized for the attempts this
+    # worker takes at once, not the default min(32, cores + 4) threads.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(inventory.threads, thread_name_prefix="engine")
+    )
     client = await connect(settings)
     runtime = build_runtime(settings)
     engine = create_engine(settings.sqlalchemy_url, settings.database_pool)
@@ -160,7 +192,7 @@ async def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     # A fatal error of either worker cancels this task and is raised when the block ends.
-    async with build_worker(settings, client, runtime) as workers, workers:
+    async with build_worker(settings, client, runtime, inventory) as workers, workers:
         reconciling = asyncio.create_task(reconciler.run_forever())
         logger.info(
             "worker %s polling task queues %s and %s at %s",

@@ -87,6 +87,7 @@ class RunStoreActivities:
             infra_max_attempts=settings.infra_max_attempts,
             notify_timeout_seconds=settings.notify_timeout_seconds,
             host_loss_timeout_seconds=settings.host_loss_timeout_seconds,
+            queue_poll_seconds=settings.queue_poll_seconds,
         )
 
     @activity.defn(name=RECORD_RUN_STATUS)

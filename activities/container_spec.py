@@ -55,6 +55,9 @@ async def container_spec(
         "ATTEMPT": str(request.attempt),
         "CHECKPOINT_DIR": checkpoint_dir,
     }
+    if request.gpus is not None:
+        # The leased ids: CUDA for the trainer, NVIDIA's runtime for the devices it mounts.
+        env["CUDA_VISIBLE_DEVICES"] = env["NVIDIA_VISIBLE_DEVICES"] = ",".join(request.gpus)
     if resume_from := await _resume_from(request, sessions):
         env["RESUME_FROM"] = f"{checkpoint_dir.rstrip('/')}/{resume_from}"
     await asyncio.to_thread(host_dir.mkdir, parents=True, exist_ok=True)
@@ -71,6 +74,8 @@ async def container_spec(
         resources=spec.resources,
         deployment=settings.deployment,
         incarnation=incarnation,
+        gpu_ids=request.gpus,
+        gpu_device_requests=settings.gpu_device_requests,
     )
 
 

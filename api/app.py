@@ -17,7 +17,7 @@ from api.front_door import AuthMiddleware, BodyLimitMiddleware, RateLimitMiddlew
 from api.log_context import LogContextMiddleware, bind_path_job_id
 from api.metrics import ApiMetrics, HttpMetricsMiddleware
 from api.openapi import install_openapi
-from api.routes import docs, health, jobs, metrics, runs, schedule, stats, whoami
+from api.routes import docs, health, jobs, metrics, runs, schedule, stats, whoami, workers
 from api.ui.router import install_ui
 from core.settings import Settings
 from jobs.creation import JobCreator
@@ -27,6 +27,7 @@ from jobs.run_history import RunHistory
 from jobs.schedule_control import SchedulingService
 from jobs.service import JobService
 from jobs.temporal import JobSchedules, TemporalConnection, register_search_attributes
+from jobs.workers import WorkerDirectory
 from store.db import create_engine, create_sessionmaker
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.scheduling = scheduling
     app.state.history = RunHistory(sessions, settings)
     app.state.runs = RunService(sessions, schedules, settings)
+    app.state.workers = WorkerDirectory(sessions, settings)
     try:
         await register_search_attributes(await temporal.client(), settings.temporal_namespace)
         # Entries this young may belong to requests in flight on other replicas.
@@ -109,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AuthMiddleware, settings=settings)
     app.add_middleware(HttpMetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(LogContextMiddleware)
-    for module in (health, docs, whoami, jobs, runs, schedule, stats, metrics):
+    for module in (health, docs, whoami, jobs, runs, schedule, stats, workers, metrics):
         app.include_router(module.router)
     # The dashboard's pages hold no data; what they show comes from the protected routes.
     install_ui(app)

@@ -13,6 +13,7 @@ from jobs.run_history import RunHistory
 from jobs.schedule_control import SchedulingService
 from jobs.service import JobService
 from jobs.temporal import TemporalConnection
+from jobs.workers import WorkerDirectory
 
 
 def get_job_creator(request: Request) -> JobCreator:
@@ -40,6 +41,11 @@ def get_run_history(request: Request) -> RunHistory:
     return history
 
 
+def get_worker_directory(request: Request) -> WorkerDirectory:
+    directory: WorkerDirectory = request.app.state.workers
+    return directory
+
+
 def get_engine(request: Request) -> AsyncEngine:
     engine: AsyncEngine = request.app.state.engine
     return engine
@@ -57,3 +63,4 @@ SchedulingDep = Annotated[SchedulingService, Depends(get_scheduling)]
 RunHistoryDep = Annotated[RunHistory, Depends(get_run_history)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 TemporalDep = Annotated[TemporalConnection, Depends(get_temporal)]
+WorkerDirectoryDep = Annotated[WorkerDirectory, Depends(get_worker_directory)]

@@ -71,6 +71,9 @@ class OrchestratorClient:
             params["status_filter"] = status
         return self._json("GET", "/jobs", params=params)
 
+    def list_workers(self) -> dict[str, Any]:
+        return self._json("GET", "/workers")
+
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", _job_path(job_id))
 

@@ -22,6 +22,7 @@ from cli.render import (
     out,
     outcome_text,
     show_job,
+    worker_table,
 )
 from cli.target import DEFAULT_URL, StackFileError, resolve_target
 
@@ -275,3 +276,18 @@ def watch_job(
     console.print(outcome_text(job))
     if job["status"] != "completed":
         raise typer.Exit(1)
+
+
+@app.command("workers")
+def list_workers(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the workers: GPUs free of total, running runs, last heartbeat."""
+    with connect(ctx) as api:
+        result = api.list_workers()
+    if as_json:
+        typer.echo(json_text(result))
+        return
+    console = out()
+    if result["workers"]:
+        console.print(worker_table(result["workers"]))
+    noun = "worker" if result["total"] == 1 else "workers"
+    console.print(f"{result['total']} {noun}", style="dim")

@@ -31,6 +31,7 @@ class JobStatus(StrEnum):
     """The API's job statuses, repeated here because the CLI imports nothing from the server."""
 
     PENDING = "pending"
+    QUEUED = "queued"
     RUNNING = "running"
     RETRYING = "retrying"
     COMPLETED = "completed"
@@ -40,6 +41,7 @@ class JobStatus(StrEnum):
 
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 _STATUS_STYLES = {
+    "queued": "magenta",
     "pending": "yellow",
     "running": "cyan",
     "retrying": "magenta",
@@ -266,3 +268,22 @@ class WatchDisplay:
             completed=progress.get("step") or 0,
             details=escape(details),
         )
+
+
+def worker_table(workers: list[dict[str, Any]], now: datetime | None = None) -> Table:
+    """Workers: GPUs free of total, CPUs, memory, running runs, last heartbeat."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("WORKER", "STATE", "GPUS FREE", "FREE IDS", "CPUS", "MEMORY", "RUNS", "SEEN"):
+        table.add_column(column)
+    for worker in workers:
+        table.add_row(
+            worker["name"],
+            Text("alive", style="green") if worker["alive"] else Text("lost", style="red"),
+            f"{worker['gpus_free']}/{worker['gpus_total']}",
+            ",".join(worker["free_gpus"]) or "-",
+            f"{worker['cpus_free']:g}/{worker['cpus']:g}",
+            f"{worker['memory_bytes'] / 1024**3:.1f} GiB",
+            "\n".join(worker["running_runs"]) or "-",
+            age(worker["last_seen_at"], now),
+        )
+    return table

@@ -29,6 +29,18 @@ FaultPoint = Literal["pull", "start", "finish", "result"]
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``"8g"``, ``"512m"``, ``"1073741824"`` (Docker's units, powers of 1024)."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(f"not a size: {text!r} (examples: 8g, 512m, 1073741824)")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
 def add_channel_check(check: SettingsCheck) -> None:
     """Refuse, from now on, settings in which ``check`` finds problems (messages it returns)."""
     if check not in _channel_checks:
@@ -81,6 +93,24 @@ class Settings(BaseSettings):
     # worker finds the attempts its predecessor left.
     worker_name: str = Field(default_factory=socket.gethostname, min_length=1)
     rpc_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # This worker's inventory (see docs/configuration.md#capacity). WORKER_GPUS: GPU ids,
+    # comma-separated ("" for none); unset, they are detected through NVML when a driver is
+    # present. WORKER_CPUS and WORKER_MEMORY (bytes or "64g") default to what the host has.
+    worker_gpus: Annotated[list[str] | None, NoDecode] = None
+    worker_cpus: float | None = Field(default=None, gt=0)
+    worker_memory: str | None = None
+    # Concurrent training attempts on this worker; default: one per GPU plus four per CPU.
+    worker_max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    # false: leased GPU ids reach the container only as CUDA_VISIBLE_DEVICES and
+    # NVIDIA_VISIBLE_DEVICES (engines without the NVIDIA runtime, as in tests).
+    gpu_device_requests: bool = True
+    # How often a worker renews its registration; one not seen for WORKER_LOST_SECONDS
+    # counts as gone and its leases expire.
+    worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    worker_lost_seconds: float = Field(default=60.0, gt=0)
+    # A queued run is woken when capacity frees; this poll is only the safety net.
+    queue_poll_seconds: float = Field(default=30.0, gt=0)
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -203,6 +233,21 @@ class Settings(BaseSettings):
         # Compose files pass `SLACK_BOT_TOKEN=` for "not configured".
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("worker_gpus", mode="before")
+    @classmethod
+    def _gpu_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("worker_memory", mode="before")
+    @classmethod
+    def _memory_size(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        parse_size(str(value))  # raises ValueError naming the variable
+        return str(value).strip()
+
     @field_validator(
         "smtp_to",
         "notify_on",
@@ -286,6 +331,10 @@ class Settings(BaseSettings):
     def worker_task_queue(self) -> str:
         """The task queue only this worker polls: attempts run here after their pull."""
         return f"{self.task_queue}-{self.worker_name}"
+
+    @property
+    def worker_memory_bytes(self) -> int | None:
+        return parse_size(self.worker_memory) if self.worker_memory else None
 
     @property
     def log_limits(self) -> LogLimits:

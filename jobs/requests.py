@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    model_validator,
+)
 
 from jobs.fields import (
     CatchupWindowSeconds,
@@ -25,6 +32,8 @@ from jobs.fields import (
 )
 from jobs.strict import IsoDateTime
 from workflows.models import ResumePolicy
+
+Priority = Annotated[StrictInt, Field(ge=-1_000_000, le=1_000_000)]
 
 
 class JobCreate(BaseModel):
@@ -48,6 +57,8 @@ class JobCreate(BaseModel):
     timeout_seconds: TimeoutSeconds | None = None
     resume_policy: ResumePolicy = ResumePolicy.RETRIES
     notifications: NotificationSettings | None = None
+    # Order in the capacity queue: higher first, then submission time.
+    priority: Priority = 0
 
     @model_validator(mode="after")
     def _secret_names_are_not_env(self) -> JobCreate:
@@ -106,6 +117,7 @@ class JobUpdate(BaseModel):
     timeout_seconds: TimeoutSeconds | None = None
     resume_policy: ResumePolicy | None = None
     notifications: NotificationSettings | None = None
+    priority: Priority | None = None
 
     @model_validator(mode="after")
     def _only_schedule_may_be_null(self) -> JobUpdate:

@@ -76,6 +76,10 @@ class JobResponse(BaseModel):
     # API key names; None for jobs written before they were recorded.
     created_by: str | None = None
     updated_by: str | None = None
+    priority: int = 0
+    # While the latest run is queued: why, and its place in its line (1 = next).
+    queue_reason: str | None = None
+    queue_position: int | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -116,6 +120,7 @@ class Stats(BaseModel):
     failed: int
     retrying: int
     cancelled: int
+    queued: int = 0
     paused: int
     scheduled: int
 
@@ -163,6 +168,11 @@ class RunResponse(BaseModel):
     triggered_by: str | None = None
     # ...and the one that cancelled it.
     cancelled_by: str | None = None
+    # The worker the run was placed on and the GPU ids it leased there.
+    host: str | None = None
+    gpus: list[str] | None = None
+    queue_reason: str | None = None
+    queue_position: int | None = None
 
 
 class RunList(BaseModel):

@@ -21,6 +21,7 @@ from jobs.views import progress_of
 from store import checkpoints, metric_history
 from store import jobs as job_store
 from store import runs as run_store
+from store.capacity import queue_positions
 from store.deliveries import deliveries_of_runs
 from store.models import Run
 from workflows.models import JobStatus
@@ -99,6 +100,9 @@ class RunHistory:
             run_id: [Delivery.model_validate(row) for row in rows]
             for run_id, rows in (await deliveries_of_runs(session, ids)).items()
         }
+        positions = await queue_positions(
+            session, [run.run_id for run in runs if run.status == JobStatus.QUEUED.value]
+        )
         return [
             RunResponse(
                 run_id=run.run_id,
@@ -117,6 +121,10 @@ class RunHistory:
                 temporal_ui_url=self._settings.run_ui_url(run.run_id),
                 triggered_by=run.triggered_by,
                 cancelled_by=run.cancelled_by,
+                host=run.host,
+                gpus=run.gpus,
+                queue_reason=run.queue_reason if run.status == JobStatus.QUEUED.value else None,
+                queue_position=positions.get(run.run_id),
             )
             for run in runs
         ]

@@ -132,12 +132,17 @@ class JobService:
 
     async def delete(self, job_id: str, actor: str, if_match: str | None = None) -> None:
         async def recheck(_: AsyncSession, job: Job) -> None:
-            _refuse_if_active(job, "delete")
+            if job.status != JobStatus.QUEUED.value:
+                _refuse_if_active(job, "delete")
 
         async with self._sessions() as session:
             job = await job_store.get_job(session, job_id)
             check_if_match(job, if_match)
             await recheck(session, job)
+            if job.status == JobStatus.QUEUED.value and job.latest_run_id is not None:
+                # A queued run holds nothing yet: deleting its job cancels it (its workflow
+                # gives its queue place back; its status write finds the job gone).
+                await self._schedules.cancel_run(job.latest_run_id)
             await self._definitions.delete(session, job_id, if_match, recheck, actor)
 
     async def retry(self, job_id: str, actor: str) -> Job:

@@ -8,8 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.responses import Delivery, JobResponse, Progress
 from store import runs as run_store
+from store.capacity import queue_positions
 from store.deliveries import deliveries_of_runs
 from store.models import Job, Run
+from workflows.models import JobStatus
 
 
 def progress_of(run: Run | None) -> Progress | None:
@@ -29,15 +31,17 @@ def progress_of(run: Run | None) -> Progress | None:
     )
 
 
-def job_response(job: Job, run: Run | None) -> JobResponse:
+def job_response(job: Job, run: Run | None, positions: dict[str, int] | None = None) -> JobResponse:
     response = JobResponse.model_validate(job)
     response.progress = progress_of(run)
+    if run is not None and run.status == JobStatus.QUEUED.value:
+        response.queue_reason = run.queue_reason
+        response.queue_position = (positions or {}).get(run.run_id)
     return response
 
 
 async def job_view(session: AsyncSession, job: Job) -> JobResponse:
-    run = await run_store.find_run(session, job.latest_run_id) if job.latest_run_id else None
-    return job_response(job, run)
+    return (await job_views(session, [job]))[0]
 
 
 async def job_views(session: AsyncSession, jobs: Sequence[Job]) -> list[JobResponse]:
@@ -45,7 +49,9 @@ async def job_views(session: AsyncSession, jobs: Sequence[Job]) -> list[JobRespo
     runs = await run_store.runs_by_id(
         session, [job.latest_run_id for job in jobs if job.latest_run_id]
     )
-    return [job_response(job, runs.get(job.latest_run_id or "")) for job in jobs]
+    queued = [run.run_id for run in runs.values() if run.status == JobStatus.QUEUED.value]
+    positions = await queue_positions(session, queued)
+    return [job_response(job, runs.get(job.latest_run_id or ""), positions) for job in jobs]
 
 
 async def deliveries(session: AsyncSession, run_id: str | None) -> list[Delivery]:

@@ -72,6 +72,10 @@ class ContainerSpec:
     resources: dict[str, Any] | None = None
     deployment: str = ""
     incarnation: int = 1
+    # GPU ids leased for the attempt (None: no lease, ``resources.gpus`` counts as before);
+    # without device requests the ids reach the trainer only through its environment.
+    gpu_ids: list[str] | None = None
+    gpu_device_requests: bool = True
 
     @property
     def labels(self) -> dict[str, str]:

@@ -64,7 +64,13 @@ def create_kwargs(
         kwargs["user"] = hardening.user
     resources = spec.resources or {}
     gpus = resources.get("gpus")
-    if gpus == "all" or (isinstance(gpus, int) and gpus > 0):
+    if spec.gpu_ids is not None:
+        # Leased ids, never a count: a count maps to the host's first GPUs, whoever has them.
+        if spec.gpu_ids and spec.gpu_device_requests:
+            kwargs["device_requests"] = [
+                DeviceRequest(device_ids=list(spec.gpu_ids), capabilities=[["gpu"]])
+            ]
+    elif gpus == "all" or (isinstance(gpus, int) and gpus > 0):
         count = -1 if gpus == "all" else int(gpus)
         kwargs["device_requests"] = [DeviceRequest(count=count, capabilities=[["gpu"]])]
     if resources.get("cpus"):

@@ -91,6 +91,8 @@ class Job(Base):
     pending_actor: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     created_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     updated_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
+    # Order in the capacity queue: higher first, then the run's start (submission) time.
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     # Bumped by every change of the definition made through PUT; the ETag is derived from it,
@@ -129,6 +131,11 @@ class Run(Base):
     # Who started the run (None: the schedule or an SDK start) and who cancelled it.
     triggered_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     cancelled_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
+    # Where the run was placed (the worker's name) and the GPU ids it leased there.
+    host: Mapped[str | None] = mapped_column(String(255))
+    gpus: Mapped[list[str] | None] = mapped_column(JSON)
+    # Why a queued run waits, in words people can act on.
+    queue_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_runs_job_id_started_at", "job_id", "started_at"),)
 
@@ -340,3 +347,76 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime]
 
     __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
+
+
+class WorkerHost(Base):
+    """A worker and its inventory, as it registered and last renewed (heartbeat) it.
+
+    Keyed by its own task queue, ``<TASK_QUEUE>-<WORKER_NAME>``: deployments (``pool``, their
+    shared TASK_QUEUE) may share a database. GPU leases are by worker name, the host.
+    """
+
+    __tablename__ = "workers"
+
+    task_queue: Mapped[str] = mapped_column(String(512), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    pool: Mapped[str] = mapped_column(String(255))
+    gpus: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cpus: Mapped[float] = mapped_column(Float)
+    memory_bytes: Mapped[int] = mapped_column(BigInteger)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+
+
+class RunLease(Base):
+    """What one run holds on one worker: its GPUs (rows of gpu_leases), CPUs and memory."""
+
+    __tablename__ = "run_leases"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    job_id: Mapped[str] = mapped_column(String(32))
+    host: Mapped[str] = mapped_column(String(255))
+    gpus: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cpus: Mapped[float] = mapped_column(Float, default=0.0)
+    memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    leased_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_run_leases_host", "host"),)
+
+
+class GpuLease(Base):
+    """One GPU of one worker held by one run: the primary key is what makes it exclusive."""
+
+    __tablename__ = "gpu_leases"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    gpu: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("run_leases.run_id", ondelete="CASCADE"))
+    leased_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_gpu_leases_run_id", "run_id"),)
+
+
+class QueuedRun(Base):
+    """A run waiting for capacity, with what it asks for and its place in the order."""
+
+    __tablename__ = "capacity_queue"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    job_id: Mapped[str] = mapped_column(String(32))
+    # The deployment (TASK_QUEUE) whose workers it waits for.
+    pool: Mapped[str] = mapped_column(String(255))
+    priority: Mapped[int] = mapped_column(Integer)
+    submitted_at: Mapped[datetime]
+    # GPUs asked for; -1 means all of one worker's.
+    gpus: Mapped[int] = mapped_column(Integer)
+    cpus: Mapped[float] = mapped_column(Float)
+    memory_bytes: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_capacity_queue_order", "pool", "priority", "submitted_at"),)

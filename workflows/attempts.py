@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         PULL_IMAGE,
         RUN_TRAINING_CONTAINER,
         RUNTIME_UNAVAILABLE,
+        Admission,
         AttemptOutcome,
         ImageReady,
         PullImageInput,
@@ -62,13 +63,41 @@ async def run_attempt(plan: RunPlan, attempt: int) -> AttemptOutcome:
             )
 
 
-async def _pull_image(plan: RunPlan, attempt: int) -> ImageReady:
+async def run_placed_attempt(
+    plan: RunPlan, attempt: int, placed: Admission
+) -> AttemptOutcome | None:
+    """Attempt ``attempt`` on the worker ``placed`` leased, pulled there first, with its GPUs.
+
+    None when that worker did not take the pull or the attempt within the host-loss timeout:
+    the caller gives the lease back and places the run again.
+    """
+    try:
+        ready = await _pull_image(plan, attempt, placed.task_queue)
+        return await _execute_attempt(plan, attempt, ready, placed.gpus)
+    except ActivityError as err:
+        if not _never_started(err):
+            raise
+        workflow.logger.warning(
+            "attempt %d: worker %s did not take it within %s s; placing it again",
+            attempt,
+            placed.host,
+            plan.host_loss_timeout_seconds,
+        )
+        return None
+
+
+async def _pull_image(plan: RunPlan, attempt: int, task_queue: str | None = None) -> ImageReady:
+    """On any worker (shared queue), or on ``task_queue``, the leased worker's own."""
     ready: ImageReady = await workflow.execute_activity(
         PULL_IMAGE,
         PullImageInput(
             job_id=plan.job_id, run_id=plan.run_id, attempt=attempt, image=plan.spec.image
         ),
         result_type=ImageReady,
+        task_queue=task_queue,
+        schedule_to_start_timeout=(
+            timedelta(seconds=plan.host_loss_timeout_seconds) if task_queue else None
+        ),
         start_to_close_timeout=_ACTIVITY_TIMEOUT,
         heartbeat_timeout=timedelta(seconds=plan.heartbeat_timeout_seconds),
         retry_policy=_infrastructure_retry(plan),
@@ -76,7 +105,9 @@ async def _pull_image(plan: RunPlan, attempt: int) -> ImageReady:
     return ready
 
 
-async def _execute_attempt(plan: RunPlan, attempt: int, ready: ImageReady | None) -> AttemptOutcome:
+async def _execute_attempt(
+    plan: RunPlan, attempt: int, ready: ImageReady | None, gpus: list[str] | None = None
+) -> AttemptOutcome:
     """The attempt on the worker that made its image ready, or (``ready`` None) on any."""
     outcome: AttemptOutcome = await workflow.execute_activity(
         RUN_TRAINING_CONTAINER,
@@ -86,6 +117,7 @@ async def _execute_attempt(plan: RunPlan, attempt: int, ready: ImageReady | None
             attempt=attempt,
             spec=plan.spec,
             image_ready=ready is not None,
+            gpus=gpus,
         ),
         result_type=AttemptOutcome,
         task_queue=ready.task_queue if ready is not None else None,

@@ -22,6 +22,10 @@ RECORD_RUN_STATUS = "record_run_status"
 RUN_TRAINING_CONTAINER = "run_training_container"
 PULL_IMAGE = "pull_image"
 NOTIFY_RUN_STATUS = "notify_run_status"
+ACQUIRE_CAPACITY = "acquire_capacity"
+RELEASE_CAPACITY = "release_capacity"
+# Sent to a queued run's workflow when capacity may have freed (a release, a new worker).
+CAPACITY_FREED_SIGNAL = "capacity_freed"
 
 # ApplicationError types: what failed and whether Temporal may retry it.
 JOB_NOT_FOUND = "JobNotFound"
@@ -47,6 +51,8 @@ class JobStatus(StrEnum):
     """Status of a run; a job's status is that of its latest run (``pending`` before any)."""
 
     PENDING = "pending"
+    # Waiting for capacity (GPUs, CPUs, memory) on some worker; owns the job like a run.
+    QUEUED = "queued"
     RUNNING = "running"
     RETRYING = "retrying"
     COMPLETED = "completed"
@@ -56,7 +62,7 @@ class JobStatus(StrEnum):
     @property
     def is_active(self) -> bool:
         """A run in this status still owns the job: PUT, DELETE and retry must wait."""
-        return self in (JobStatus.RUNNING, JobStatus.RETRYING)
+        return self in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING)
 
     @property
     def is_final(self) -> bool:
@@ -149,6 +155,8 @@ class RunPlan(BaseModel):
     notify_timeout_seconds: float = 30.0
     # How long an attempt waits on its worker's own task queue before it is placed again.
     host_loss_timeout_seconds: float = 600.0
+    # A queued run is woken by a signal when capacity frees; this poll is the safety net.
+    queue_poll_seconds: float = 30.0
 
     _accept_flat = model_validator(mode="before")(_nest_spec)
 
@@ -181,8 +189,37 @@ class RunAttemptInput(BaseModel):
     # its own task queue; attempts of runs started before pull_image existed pull for
     # themselves.
     image_ready: bool = False
+    # GPU ids leased for this attempt on its worker (None: no lease, as before leases).
+    gpus: list[str] | None = None
 
     _accept_flat = model_validator(mode="before")(_nest_spec)
+
+
+class CapacityRequest(BaseModel):
+    """Admit one run: lease what its resources ask for on some worker, or queue it."""
+
+    job_id: str
+    run_id: str
+    attempt: int
+    resources: dict[str, Any] | None = None
+
+
+class Admission(BaseModel):
+    """The answer to a CapacityRequest: a lease on one worker, or why the run waits."""
+
+    admitted: bool
+    host: str | None = None
+    task_queue: str | None = None
+    gpus: list[str] = Field(default_factory=list)
+    queue_reason: str | None = None
+    queue_position: int | None = None
+
+
+class ReleaseCapacity(BaseModel):
+    """Give back what a run holds (idempotent) and wake the runs next in the queue."""
+
+    job_id: str
+    run_id: str
 
 
 class AttemptOutcome(BaseModel):

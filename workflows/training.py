@@ -28,6 +28,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
+from workflows.admission import CAPACITY_PATCH, CapacityGate, run_admitted_attempt
 from workflows.attempts import run_attempt
 
 with workflow.unsafe.imports_passed_through():
@@ -37,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         failure_type,
     )
     from workflows.models import (
+        CAPACITY_FREED_SIGNAL,
         INVALID_JOB_SPEC,
         JOB_ID_ATTRIBUTE,
         JOB_NAME_ATTRIBUTE,
@@ -47,6 +49,8 @@ with workflow.unsafe.imports_passed_through():
         TRAINING_FAILED,
         TRIGGER_ATTRIBUTE,
         WORKFLOW_NAME,
+        Admission,
+        AttemptOutcome,
         JobStatus,
         RunPlan,
         RunStatusUpdate,
@@ -73,10 +77,18 @@ class TrainingJobWorkflow:
     def __init__(self) -> None:
         self._status = JobStatus.PENDING
         self._attempt = 0
+        self._capacity = CapacityGate()
+        self._admission = False
+        self._announced = False
 
     @workflow.query
     def status(self) -> str:
         return self._status.value
+
+    @workflow.signal(name=CAPACITY_FREED_SIGNAL)
+    def capacity_freed(self) -> None:
+        """Capacity may have freed: a queued run tries to be admitted again."""
+        self._capacity.wake()
 
     @workflow.run
     async def run(self, request: TrainingRunInput) -> TrainingRunResult:
@@ -111,21 +123,46 @@ class TrainingJobWorkflow:
         self._attempt = 1
         # Schedules set this memo on their runs already; SDK-started runs get it here.
         workflow.upsert_memo({"job_name": plan.name, "image": plan.spec.image})
+        self._admission = workflow.patched(CAPACITY_PATCH)
         try:
-            # start_run recorded "running" in SQL; people hear of it like every other change.
-            await self._notify(plan, self._update(plan, JobStatus.RUNNING, None, None))
+            if not self._admission:
+                # start_run recorded "running" in SQL; people hear of it like every change.
+                await self._notify(plan, self._update(plan, JobStatus.RUNNING, None, None))
             return await self._attempts(plan)
         except (asyncio.CancelledError, ActivityError) as err:
             if not is_cancelled_exception(err):
+                await self._capacity.release(plan)
                 raise
             # The activity has already stopped the container (it waits for that).
             await self._record(plan, JobStatus.CANCELLED, error_message="Cancelled by request")
+            await self._capacity.release(plan)
             raise asyncio.CancelledError() from err
+        except Exception:
+            # Failure gives the lease (or queue place) back too; success did in _attempts. Not
+            # a `finally`: an evicted workflow (a BaseException) must issue no command.
+            await self._capacity.release(plan)
+            raise
+
+    async def _run_attempt(self, plan: RunPlan) -> AttemptOutcome:
+        if not self._admission:
+            return await run_attempt(plan, self._attempt)
+
+        def queued(admission: Admission) -> None:
+            self._status = JobStatus.QUEUED
+
+        async def admitted() -> None:
+            self._status = JobStatus.RUNNING
+            if not self._announced:
+                # Announced once admitted: a queued run is not running yet.
+                self._announced = True
+                await self._notify(plan, self._update(plan, JobStatus.RUNNING, None, None))
+
+        return await run_admitted_attempt(plan, self._attempt, self._capacity, queued, admitted)
 
     async def _attempts(self, plan: RunPlan) -> TrainingRunResult:
         while True:
             try:
-                outcome = await run_attempt(plan, self._attempt)
+                outcome = await self._run_attempt(plan)
             except ActivityError as err:
                 if is_cancelled_exception(err):
                     raise
@@ -133,6 +170,9 @@ class TrainingJobWorkflow:
                 await self._record(plan, JobStatus.FAILED, error_message=message)
                 raise ApplicationError(message, type=failure_type(err), non_retryable=True) from err
 
+            if outcome.exit_code == 0 or self._attempt > plan.max_retries:
+                # The run is over: the next queued run starts while this one is recorded.
+                await self._capacity.release(plan)
             if outcome.exit_code == 0:
                 await self._record(plan, JobStatus.COMPLETED, exit_code=0)
                 return TrainingRunResult(

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from core.settings import Settings
 from tests.cli.conftest import API_KEY
 from tests.conftest import free_port, unique_name
 
@@ -253,3 +254,17 @@ async def test_unreachable_api_is_one_error_line() -> None:
     for command in (["jobs", "list"], ["jobs", "watch", "train-00000000"]):
         result = await orchestrator(*command, env={"ORCHESTRATOR_URL": url})
         assert error_line(result) == f"error: cannot reach the API at {url}"
+
+
+async def test_workers_lists_this_deployments_workers(live_url: str, settings: Settings) -> None:
+    listed = await orchestrator("workers", "--json", url=live_url)
+    assert listed.returncode == 0, listed.stderr
+    workers = json.loads(listed.stdout)["workers"]
+    # Other tests' worker processes may have registered in this deployment too.
+    ours = [w for w in workers if w["task_queue"] == settings.worker_task_queue]
+    assert len(ours) == 1 and ours[0]["alive"] and ours[0]["name"] == settings.worker_name
+    assert ours[0]["cpus"] > 0 and ours[0]["memory_bytes"] > 0
+
+    table = await orchestrator("workers", url=live_url)
+    assert table.returncode == 0, table.stderr
+    assert settings.worker_name in table.stdout and "alive" in table.stdout

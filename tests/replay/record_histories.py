@@ -236,6 +236,40 @@ class Recorder:
         await self.api.post(f"/jobs/{job_id}/cancel")
         await self.wait_closed(handle)
 
+    async def gpu_queue(self) -> None:
+        """Capacity (0.4): a one-GPU run that leases the worker's only GPU, a second one
+        queued behind it until it ends, and a run too large for any worker, cancelled."""
+        holder = await self.create_job(
+            command=["sh", "-c", 'while [ ! -f "$CHECKPOINT_DIR/stop" ]; do sleep 0.1; done'],
+            resources={"gpus": 1},
+            max_retries=0,
+        )
+        holder_handle = await self.run_handle(holder)
+        await self.wait_running_attempt(holder, holder_handle)
+        waiting = await self.create_job(
+            command=["sh", "-c", "echo $CUDA_VISIBLE_DEVICES"], resources={"gpus": 1}
+        )
+        waiting_handle = await self.run_handle(waiting)
+        huge = await self.create_job(command=["true"], resources={"gpus": 4})
+        huge_handle = await self.run_handle(huge)
+
+        async def queued() -> bool:
+            statuses = [(await self.job(job_id))["status"] for job_id in (waiting, huge)]
+            return statuses == ["queued", "queued"]
+
+        await eventually(queued, "both runs queued")
+        checkpoints = self.settings.checkpoint_root_dir / "checkpoints" / holder
+        await asyncio.to_thread(checkpoints.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread((checkpoints / "stop").write_text, "")
+        await self.record_closed("gpu_leased", holder_handle, WorkflowExecutionStatus.COMPLETED)
+        await self.record_closed(
+            "queued_then_admitted", waiting_handle, WorkflowExecutionStatus.COMPLETED
+        )
+        response = await self.api.post(f"/jobs/{huge}/cancel")
+        if response.status_code != 200:
+            raise RuntimeError(f"cancel: {response.status_code} {response.text}")
+        await self.record_closed("queued_cancelled", huge_handle, WorkflowExecutionStatus.CANCELED)
+
     async def cleanup(self) -> None:
         for job_id in self.job_ids:
             with contextlib.suppress(Exception):
@@ -275,8 +309,13 @@ async def main(release: str) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="replay-record-"))
     env = await start_dev_server()
     try:
+        # One fake GPU, passed by environment only (there is no GPU here).
         settings = make_settings(
-            env.client, data_dir, task_queue=f"replay-record-{uuid.uuid4().hex[:8]}"
+            env.client,
+            data_dir,
+            task_queue=f"replay-record-{uuid.uuid4().hex[:8]}",
+            worker_gpus="0",
+            gpu_device_requests=False,
         )
         await asyncio.to_thread(upgrade, settings.sqlalchemy_url)
         async with build_worker(settings, env.client) as worker, worker:
@@ -290,6 +329,7 @@ async def main(release: str) -> None:
                     await recorder.cancelled()
                     await recorder.sdk_started()
                     await recorder.mid_run()
+                    await recorder.gpu_queue()
                 finally:
                     await recorder.cleanup()
     finally:

@@ -16,6 +16,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from workflows.admission import CAPACITY_PATCH
 from workflows.attempts import PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES
 from workflows.training import TrainingJobWorkflow
 
@@ -27,17 +28,28 @@ REQUIRED = {"completed", "retried", "failed", "cancelled", "sdk_started", "mid_r
 # Each later folder was recorded after one workflow change, with the patch it carries.
 PULL_ACTIVITY = "0.2-pull-activity"
 INFRA_COUNTED = "0.2-infra-counted"
-# Both of those changes together: the path runs take since they were merged.
-CURRENT = "0.3-pull-and-infra-counted"
+# Both of those changes together: the path runs took from their merge to 0.4.
+BOTH = "0.3-pull-and-infra-counted"
+# Capacity admission (GPU leases, queueing) on top: the path runs take today.
+CURRENT = "0.4-capacity"
+CAPACITY_CASES = {"gpu_leased", "queued_then_admitted", "queued_cancelled"}
 RELEASES = {
     FLAT_SPEC: (REQUIRED, set()),
     PULL_ACTIVITY: (REQUIRED | {"image_unavailable"}, {PULL_IMAGE_PATCH}),
     INFRA_COUNTED: (REQUIRED | {"oom_killed"}, {UNLIMITED_ATTEMPT_RETRIES}),
-    CURRENT: (
+    BOTH: (
         REQUIRED | {"image_unavailable", "oom_killed"},
         {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES},
     ),
+    CURRENT: (
+        REQUIRED | {"image_unavailable", "oom_killed"} | CAPACITY_CASES,
+        {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES, CAPACITY_PATCH},
+    ),
 }
+# Cases that end (or were caught) before their first attempt: fewer patches than their folder.
+BEFORE_AN_ATTEMPT = {"mid_run", "image_unavailable", "queued_cancelled"}
+# Runs placed on a worker by a lease pull there directly: no pull-image-activity marker.
+PLACED = {"gpu_leased", "queued_then_admitted", "oom_killed"}
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -67,8 +79,13 @@ def test_each_release_holds_its_cases_on_its_own_path(release: str) -> None:
         # Only the patches that existed when it was recorded; a run that ended (or was caught)
         # before its first attempt never reached the attempt's patch.
         assert patches(path) <= carried, path
-        if path.stem not in {"mid_run", "image_unavailable"} and carried:
-            assert patches(path) == carried, path
+        if path.stem not in BEFORE_AN_ATTEMPT and carried:
+            expected = carried
+            if CAPACITY_PATCH in carried and path.stem in PLACED:
+                expected = carried - {PULL_IMAGE_PATCH}
+            assert patches(path) == expected, path
+        if CAPACITY_PATCH in carried:
+            assert CAPACITY_PATCH in patches(path), path
 
 
 @pytest.mark.parametrize(

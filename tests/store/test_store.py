@@ -419,6 +419,7 @@ async def test_count_by_status_has_every_status(sessions: Sessions, session: Asy
     assert all(isinstance(key, JobStatus) for key in counts)
     assert counts == {
         JobStatus.PENDING: 1,
+        JobStatus.QUEUED: 0,
         JobStatus.RUNNING: 1,
         JobStatus.RETRYING: 0,
         JobStatus.COMPLETED: 4,
