@@ -19,6 +19,7 @@ from api.metrics import ApiMetrics, HttpMetricsMiddleware
 from api.routes import docs, health, jobs, metrics, runs, schedule, stats
 from api.ui.router import install_ui
 from core.settings import Settings
+from jobs.control_plane import ControlPlaneReconciler
 from jobs.creation import JobCreator
 from jobs.run_control import RunService
 from jobs.run_history import RunHistory
@@ -28,19 +29,6 @@ from jobs.temporal import JobSchedules, TemporalConnection, register_search_attr
 from store.db import create_engine, create_sessionmaker
 
 logger = logging.getLogger(__name__)
-
-
-async def _reconcile_forever(
-    service: JobService, scheduling: SchedulingService, interval: float, grace: timedelta
-) -> None:
-    """Repair half-done schedule changes and mirror pauses made in the Temporal UI or CLI."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await service.reconcile(older_than=grace)
-            await scheduling.sync_mirror()
-        except Exception as err:  # Temporal or the database is down; try again next tick
-            logger.warning("schedule reconciliation failed: %s", err)
 
 
 @asynccontextmanager
@@ -62,16 +50,18 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.scheduling = scheduling
     app.state.history = RunHistory(sessions, settings)
     app.state.runs = RunService(sessions, schedules, settings)
+    control_plane = ControlPlaneReconciler(
+        sessions, temporal, service, scheduling, settings, role="api"
+    )
+    app.state.control_plane = control_plane
     try:
         await register_search_attributes(await temporal.client(), settings.temporal_namespace)
-        await service.reconcile(older_than=timedelta(0))
+        # Only the cluster's reconciler (the lease holder) replays the journal.
+        if await control_plane.lead():
+            await service.reconcile(older_than=timedelta(0))
     except Exception as err:
         logger.warning("start-up reconciliation postponed: %s", err)
-    reconciler = asyncio.create_task(
-        _reconcile_forever(
-            service, scheduling, settings.reconcile_interval_seconds, 2 * rpc_timeout
-        )
-    )
+    reconciler = asyncio.create_task(control_plane.run_forever())
     try:
         yield
     finally:

@@ -56,6 +56,8 @@ OVERLAP_POLICIES = {
     "terminate_other": ScheduleOverlapPolicy.TERMINATE_OTHER,
     "allow_all": ScheduleOverlapPolicy.ALLOW_ALL,
 }
+# Schedules per page of a listing: the mirror's calls grow with pages, not jobs.
+LIST_PAGE_SIZE = 1000
 # Temporal's own default, used when a job does not set catchup_window_seconds.
 DEFAULT_CATCHUP_WINDOW = timedelta(days=365)
 # How long a trigger is remembered for pacing (triggers are paced a second apart).
@@ -231,7 +233,8 @@ class JobSchedules:
         """``job_id -> (paused, note, next firing)`` of every schedule, in one listing."""
         client = await self._temporal.client()
         states = {}
-        async for entry in await client.list_schedules(rpc_timeout=self._timeout):
+        listing = await client.list_schedules(page_size=LIST_PAGE_SIZE, rpc_timeout=self._timeout)
+        async for entry in listing:
             listed = entry.schedule
             if listed is None:
                 continue

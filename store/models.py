@@ -88,6 +88,9 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_created_at", "created_at"),
         Index("ix_jobs_status_created_at", "status", "created_at"),
+        # Keyset pages: (created_at, job_id) is the order of GET /jobs.
+        Index("ix_jobs_created_at_job_id", "created_at", "job_id"),
+        Index("ix_jobs_status_created_at_job_id", "status", "created_at", "job_id"),
     )
 
 
@@ -115,7 +118,11 @@ class Run(Base):
     completed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 
-    __table_args__ = (Index("ix_runs_job_id_started_at", "job_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_runs_job_id_started_at", "job_id", "started_at"),
+        Index("ix_runs_status", "status"),
+        Index("ix_runs_job_id_status_started_at", "job_id", "status", "started_at"),
+    )
 
 
 class Attempt(Base):
@@ -263,3 +270,27 @@ class ScheduleSync(Base):
 
     job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     requested_at: Mapped[datetime]
+
+
+class Lease(Base):
+    """A named lease (the reconciler's leadership): held by ``holder`` until ``expires_at_ms``."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    # Milliseconds since the epoch, by the holder's clock.
+    expires_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Counter(Base):
+    """A count kept by SQL triggers in the same transaction as the rows it counts.
+
+    ``jobs:<status>``, ``jobs:paused``, ``jobs:scheduled``, ``runs:<status>``,
+    ``runs:retries`` and ``deliveries:failed`` (migration 0007 creates rows and triggers).
+    """
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
