@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -112,11 +112,9 @@ async def list_jobs(
         query = query.where(func.lower(Job.name).contains(name.lower(), autoescape=True))
     if after is not None:
         created_at, job_id = after
+        # The first condition alone bounds an index range scan (an OR would not).
         query = query.where(
-            or_(
-                Job.created_at < created_at,
-                and_(Job.created_at == created_at, Job.job_id < job_id),
-            )
+            Job.created_at <= created_at, or_(Job.created_at < created_at, Job.job_id < job_id)
         )
     else:
         query = query.offset((page - 1) * page_size)

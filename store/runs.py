@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.jobs import get_job
@@ -251,11 +251,9 @@ async def list_runs(
         count = count.where(Run.status == status.value)
     if after is not None:
         started_at, run_id = after
+        # The first condition alone bounds an index range scan (an OR would not).
         query = query.where(
-            or_(
-                Run.started_at < started_at,
-                and_(Run.started_at == started_at, Run.run_id < run_id),
-            )
+            Run.started_at <= started_at, or_(Run.started_at < started_at, Run.run_id < run_id)
         )
     else:
         query = query.offset((page - 1) * page_size)
