@@ -70,6 +70,7 @@ class ControlPlaneReconciler:
         self.holder = holder_name(role)
         self._grace = 2 * timedelta(seconds=settings.rpc_timeout_seconds)
         self._finder: ClosedRunFinder | None = None
+        self.ticks_led = 0  # ticks this process acted in, as the leader
 
     async def lead(self) -> bool:
         """Take or renew the lease; whether this process is the leader now."""
@@ -87,6 +88,7 @@ class ControlPlaneReconciler:
         """One pass if this process leads (its report), else None. Steps fail alone."""
         if not await self.lead():
             return None
+        self.ticks_led += 1
         report = TickReport()
         try:
             report.journal_repaired = await self._service.reconcile(older_than=self._grace)

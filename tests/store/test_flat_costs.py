@@ -281,3 +281,23 @@ async def test_keyset_pages_cover_every_job_once_while_jobs_are_inserted(
             session, JobStatus.FAILED, 1, 5, after=after
         )
     assert failed_only == [] and failed_total == 0
+
+
+async def test_keyset_pages_of_a_jobs_runs(sessions: Sessions) -> None:
+    await add_jobs(sessions, make_job("train-r1"))
+    async with sessions() as session:
+        for i in range(7):
+            await run_store.start_run(
+                session, "train-r1", f"run-{i}", f"e{i}", T0 + timedelta(minutes=i // 2), "manual"
+            )
+    seen: list[str] = []
+    after = None
+    while True:
+        async with sessions() as session:
+            runs, total = await run_store.list_runs(session, "train-r1", None, 1, 3, after)
+        assert total == 7
+        seen += [run.run_id for run in runs]
+        if len(runs) < 3:
+            break
+        after = run_store.run_key(runs[-1])
+    assert seen == [f"run-{i}" for i in (6, 5, 4, 3, 2, 1, 0)]
