@@ -175,9 +175,11 @@ async def measure_ticks(settings: Settings, client: Client, repeat: int) -> dict
         times.append(seconds)
         per_tick.append(dict(calls))
         mirrored.append(report.schedules_mirrored)
+    listing_s = statistics.median([(await timed(schedules.list_states))[0] for _ in range(3)])
     await plane.release()
     await engine.dispose()
     return {
+        "listing_s": listing_s,
         "first_tick_s": first_seconds,
         "first_tick_rows": first.schedules_mirrored,
         "first_tick_rpcs": first_calls,
@@ -376,7 +378,8 @@ async def main(args: argparse.Namespace) -> None:
                 f"{target:>7} schedules: first tick {tick['first_tick_s']:.2f} s "
                 f"({tick['first_tick_rows']} rows written, {tick['first_tick_rpcs']} RPCs); "
                 f"steady tick median {tick['tick_s']:.2f} s (max {tick['tick_max_s']:.2f} s), "
-                f"{tick['rows_written']} rows written, RPCs per tick {tick['rpcs']}"
+                f"{tick['rows_written']} rows written, RPCs per tick {tick['rpcs']} "
+                f"(the listing alone: {tick['listing_s']:.2f} s)"
             )
         say(f"\n## Idle CPU with {made} schedules (window {args.cpu_window:.0f} s)")
         cpu = await idle_cpu(settings, args.cpu_window, work)
