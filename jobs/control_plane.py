@@ -5,8 +5,9 @@ holds the ``sql-temporal-reconciler`` lease (``store/leases.py``): the holder re
 each tick, and when it dies another process takes it over once LEADER_LEASE_SECONDS have
 passed (at once, if it stopped cleanly and released it). The leader replays the
 ``schedule_syncs`` journal, mirrors every schedule's state into SQL with one listing and one
-bulk write, and finishes runs whose workflow closed behind our back. Removing leftover
-containers is not here: each worker does it for its own engine.
+bulk write, finishes runs whose workflow closed behind our back, and folds the counters'
+changes (``store/counters.py``). Removing leftover containers is not here: each worker does
+it for its own engine.
 
 A lease in SQL rather than a Temporal workflow with a fixed id: it works on both backends,
 costs one UPDATE per tick, and the reconciler keeps working while Temporal is down (the
@@ -32,6 +33,7 @@ from jobs.schedule_control import SchedulingService
 from jobs.service import JobService
 from jobs.temporal import TemporalConnection
 from store import leases
+from store.counters import fold_deltas
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class TickReport:
     journal_repaired: int = 0
     schedules_mirrored: int = 0
     runs_finished: int = 0
+    deltas_folded: int = 0
 
 
 class ControlPlaneReconciler:
@@ -102,6 +105,11 @@ class ControlPlaneReconciler:
             report.runs_finished = await (await self.finder()).finish()
         except Exception as err:
             logger.warning("closed-run reconciliation failed: %s", err)
+        try:
+            async with self._sessions() as session:
+                report.deltas_folded = await fold_deltas(session)
+        except Exception as err:
+            logger.warning("folding the counters failed: %s", err)
         return report
 
     async def finder(self) -> ClosedRunFinder:

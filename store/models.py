@@ -284,7 +284,7 @@ class Lease(Base):
 
 
 class Counter(Base):
-    """A count kept by SQL triggers in the same transaction as the rows it counts.
+    """A count as of the last fold; the count now adds its ``counter_deltas`` rows.
 
     ``jobs:<status>``, ``jobs:paused``, ``jobs:scheduled``, ``runs:<status>``,
     ``runs:retries`` and ``deliveries:failed`` (migration 0007 creates rows and triggers).
@@ -294,3 +294,19 @@ class Counter(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class CounterDelta(Base):
+    """A change of a counter, appended by SQL triggers in the same transaction as the change.
+
+    Appending (never updating one row) leaves concurrent writers nothing to wait for; the
+    reconciler's leader folds the deltas into ``counters`` at each tick.
+    """
+
+    __tablename__ = "counter_deltas"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    name: Mapped[str] = mapped_column(String(64))
+    delta: Mapped[int] = mapped_column(BigInteger)

@@ -3,6 +3,7 @@ pages, on both backends (a migrated SQLite file and PostgreSQL via TEST_POSTGRES
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -14,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from store import jobs as job_store
 from store import leases, schedule_events
 from store import runs as run_store
-from store.counters import read_counters
+from store.counters import fold_deltas, read_counters
 from store.deliveries import record_delivery
 from store.metrics import read_snapshot
-from store.models import Job, Lease, NotificationDelivery, Run, ScheduleEvent
+from store.models import CounterDelta, Job, Lease, NotificationDelivery, Run, ScheduleEvent
 from tests.store.test_store import T0, Sessions, add_jobs, make_job
 from workflows.models import JobStatus
 
@@ -113,6 +114,9 @@ async def test_counters_stay_exact_through_creates_changes_and_deletes(
         await session.execute(update(Job).where(Job.job_id == "train-c2").values(paused=False))
         await session.commit()
     counters = await assert_counters_exact(sessions)
+    async with sessions() as session:
+        assert await fold_deltas(session) > 0
+    assert await assert_counters_exact(sessions) == counters, "a fold changes no count"
     assert counters["runs:failed"] == 1 and counters["runs:running"] == 1
     assert counters["runs:retries"] == 2 and counters["deliveries:failed"] == 1
     assert counters["jobs:scheduled"] == 2 and counters["jobs:paused"] == 0
@@ -301,3 +305,69 @@ async def test_keyset_pages_of_a_jobs_runs(sessions: Sessions) -> None:
             break
         after = run_store.run_key(runs[-1])
     assert seen == [f"run-{i}" for i in (6, 5, 4, 3, 2, 1, 0)]
+
+
+async def test_counters_stay_exact_under_concurrent_writers(sessions: Sessions) -> None:
+    """Activities, the reconciler and the API change rows at once: no lost count, no deadlock."""
+    jobs = [f"train-p{i:02d}" for i in range(12)]
+    await add_jobs(sessions, *(make_job(job_id, schedule="0 * * * *") for job_id in jobs))
+
+    async def life(index: int, job_id: str) -> None:
+        run_id = f"run-{job_id}"
+        async with sessions() as session:
+            await run_store.start_run(session, job_id, run_id, "e", T0, "schedule")
+        async with sessions() as session:
+            await run_store.record_run_status(
+                session,
+                job_id=job_id,
+                run_id=run_id,
+                status=JobStatus.RETRYING,
+                attempt=2,
+                retry_count=1,
+                at=T0,
+                error_message=None,
+                exit_code=1,
+            )
+        async with sessions() as session:
+            if index % 3 == 0:
+                await run_store.finish_run_if_active(
+                    session,
+                    job_id=job_id,
+                    run_id=run_id,
+                    status=JobStatus.CANCELLED,
+                    at=T0,
+                    error_message="terminated",
+                )
+            else:
+                await run_store.record_run_status(
+                    session,
+                    job_id=job_id,
+                    run_id=run_id,
+                    status=JobStatus.COMPLETED,
+                    attempt=2,
+                    retry_count=1,
+                    at=T0,
+                    error_message=None,
+                    exit_code=0,
+                )
+        if index % 4 == 0:
+            async with sessions() as session:
+                await job_store.delete_job_rows(session, job_id)
+                await session.commit()
+
+    async def folds() -> None:
+        for _ in range(6):
+            async with sessions() as session:
+                await fold_deltas(session)
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(
+        folds(), folds(), *(life(index, job_id) for index, job_id in enumerate(jobs))
+    )
+    counters = await assert_counters_exact(sessions)
+    async with sessions() as session:
+        await fold_deltas(session)
+        assert await session.scalar(select(func.count()).select_from(CounterDelta)) == 0
+    assert await assert_counters_exact(sessions) == counters
+    assert counters["runs:completed"] + counters["runs:cancelled"] == 9
+    assert counters["runs:retries"] == 9 and counters["jobs:scheduled"] == 9

@@ -33,10 +33,13 @@ _DELIVERY_FAILED = "(CASE WHEN R.status = 'failed' THEN 1 ELSE 0 END)"
 
 
 def _sqlite_effects(table: str, row: str, sign: str) -> list[str]:
-    """Statements adding (sign '+') or removing ('-') one row's share of the counters."""
+    """Statements appending one row's share (sign '+') or its removal ('-') as deltas."""
 
     def bump(name: str, amount: str) -> str:
-        return f"UPDATE counters SET value = value {sign} {amount} WHERE name = {name};"
+        return (
+            f"INSERT INTO counter_deltas (name, delta) SELECT {name}, {sign}({amount}) "
+            f"WHERE ({amount}) <> 0;"
+        )
 
     if table == "jobs":
         return [
@@ -97,12 +100,10 @@ def _pg_upgrade() -> None:
     for table in _WATCHED:
         op.execute(
             f"""
-CREATE FUNCTION count_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION count_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     names text[] := '{{}}';
     amounts bigint[] := '{{}}';
-    counter text;
-    amount bigint;
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         {_pg_shares(table, "OLD", "-")}
@@ -110,13 +111,10 @@ BEGIN
     IF TG_OP IN ('UPDATE', 'INSERT') THEN
         {_pg_shares(table, "NEW", "+")}
     END IF;
-    -- One counter row at a time, in name order, so concurrent writers lock them alike.
-    FOR counter, amount IN
+    -- Appended, never updated in place: concurrent writers share no row, hence no lock.
+    INSERT INTO counter_deltas (name, delta)
         SELECT t.name, sum(t.amount) FROM unnest(names, amounts) AS t(name, amount)
-        GROUP BY t.name HAVING sum(t.amount) <> 0 ORDER BY t.name
-    LOOP
-        UPDATE counters SET value = value + amount WHERE name = counter;
-    END LOOP;
+        GROUP BY t.name HAVING sum(t.amount) <> 0;
     RETURN NULL;
 END $$
 """
@@ -140,6 +138,18 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("value", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("name"),
+    )
+    op.create_table(
+        "counter_deltas",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("delta", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.create_index("ix_jobs_created_at_job_id", ["created_at", "job_id"])
@@ -199,5 +209,6 @@ def downgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index("ix_jobs_status_created_at_job_id")
         batch_op.drop_index("ix_jobs_created_at_job_id")
+    op.drop_table("counter_deltas")
     op.drop_table("counters")
     op.drop_table("leases")
