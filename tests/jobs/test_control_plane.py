@@ -26,14 +26,18 @@ from jobs.control_plane import LEADER_LEASE, ControlPlaneReconciler
 from jobs.schedule_control import SchedulingService
 from jobs.service import JobService
 from jobs.temporal import JobSchedules, TemporalConnection
+from store import jobs as job_store
 from store import leases
 from store import runs as run_store
 from store.db import create_engine, create_sessionmaker
+from store.jobs import new_job
 from store.migrate import upgrade
 from store.models import Job, Lease, Run, utcnow
 from tests.conftest import eventually, make_settings, temporal_cli, unique_name, wait_for_status
 from tests.store.test_store import postgres_url, reset_schema
 from workflows.models import JobStatus
+
+JOB_FIELDS = {"image": "trainer:latest", "command": ["true"], "max_retries": 0}
 
 
 def reconciler(
@@ -112,10 +116,15 @@ async def test_a_dead_leader_is_replaced_once_its_lease_runs_out(
         assert await first.tick() is not None
         assert await second.tick() is None, "the lease is held: the second does nothing"
         assert await first.tick() is not None, "the leader renews at each tick"
+        async with sessions() as session:  # a change to count: the leader folds it
+            session.add(new_job("train-0dead0ea", {**JOB_FIELDS, "name": unique_name("lease")}))
+            await session.commit()
         # The first process dies (SIGKILL: nothing released). Within a lease, the second
         # takes over; the first, were it to come back, no longer leads.
         report = await eventually(second.tick, timeout=15, interval=0.2)
-        assert report.runs_finished == 0
+        assert report.runs_finished == 0 and report.deltas_folded >= 1
+        async with sessions() as session:
+            assert (await job_store.count_by_status(session))[JobStatus.PENDING] == 1
         assert await first.tick() is None
         async with sessions() as session:
             assert await leases.holder_of(session, LEADER_LEASE) == second.holder
