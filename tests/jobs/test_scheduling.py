@@ -8,13 +8,17 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
 from temporalio.client import Client
 
 from core.settings import Settings
-from store.db import create_engine, create_sessionmaker
-from store.models import Lease
-from tests.conftest import api_client, eventually, temporal_cli, unique_name, wait_for_status
+from tests.conftest import (
+    api_client,
+    eventually,
+    expire_leader_lease,
+    temporal_cli,
+    unique_name,
+    wait_for_status,
+)
 from workflows import TrainingJobWorkflow, TrainingRunInput
 
 
@@ -193,13 +197,7 @@ async def test_pause_and_resume_through_the_api_and_the_cli(
     # API leads the cluster's reconciler (30 s ticks); it is taken to have died, so this
     # quicker replica takes the lease over.
     quick = settings.model_copy(update={"reconcile_interval_seconds": 0.5})
-    engine = create_engine(settings.sqlalchemy_url)
-    try:
-        async with create_sessionmaker(engine)() as session:
-            await session.execute(update(Lease).values(expires_at_ms=0))
-            await session.commit()
-    finally:
-        await engine.dispose()
+    await expire_leader_lease(settings)
     async with api_client(quick) as fast_api:
         temporal_cli(
             settings, "schedule", "toggle", "--schedule-id", job_id, "--unpause", "--reason", "x"
