@@ -22,6 +22,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -34,7 +35,10 @@ from activities.notify import NotifyActivities
 from activities.training import TrainingActivities
 from core.logging import configure_logging
 from core.settings import Settings
+from jobs.control_plane import ControlPlaneReconciler
 from jobs.creation import JobCreator
+from jobs.schedule_control import SchedulingService
+from jobs.service import JobService
 from jobs.temporal import JobSchedules, TemporalConnection
 from runtimes.base import ContainerRuntime
 from runtimes.factory import build_runtime
@@ -174,6 +178,18 @@ async def build_worker(
         await engine.dispose()
 
 
+def build_control_plane(
+    settings: Settings, client: Client, sessions: async_sessionmaker[AsyncSession]
+) -> ControlPlaneReconciler:
+    """The worker's candidate for the cluster's one SQL-Temporal reconciler."""
+    temporal = TemporalConnection.of(client)
+    rpc_timeout = timedelta(seconds=settings.rpc_timeout_seconds)
+    schedules = JobSchedules(temporal, settings.task_queue, rpc_timeout)
+    scheduling = SchedulingService(sessions, schedules, settings)
+    service = JobService(sessions, schedules, settings, scheduling)
+    return ControlPlaneReconciler(sessions, temporal, service, scheduling, settings, "worker")
+
+
 async def main() -> None:
     settings = Settings()
     configure_logging(settings)
@@ -186,7 +202,9 @@ async def main() -> None:
     client = await connect(settings)
     runtime = build_runtime(settings)
     engine = create_engine(settings.sqlalchemy_url, settings.database_pool)
-    reconciler = RunReconciler(create_sessionmaker(engine), client, runtime, settings)
+    sessions = create_sessionmaker(engine)
+    reconciler = RunReconciler(sessions, client, runtime, settings)
+    control_plane = build_control_plane(settings, client, sessions)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -194,6 +212,7 @@ async def main() -> None:
     # A fatal error of either worker cancels this task and is raised when the block ends.
     async with build_worker(settings, client, runtime, inventory) as workers, workers:
         reconciling = asyncio.create_task(reconciler.run_forever())
+        leading = asyncio.create_task(control_plane.run_forever())
         logger.info(
             "worker %s polling task queues %s and %s at %s",
             settings.worker_name,
@@ -206,6 +225,8 @@ async def main() -> None:
             logger.info("shutting down the worker")
         finally:
             reconciling.cancel()
+            leading.cancel()
+            await asyncio.gather(leading, return_exceptions=True)  # gives the lease up
     await engine.dispose()
 
 

@@ -20,6 +20,7 @@ from api.openapi import install_openapi
 from api.routes import docs, health, jobs, metrics, runs, schedule, stats, whoami, workers
 from api.ui.router import install_ui
 from core.settings import Settings
+from jobs.control_plane import ControlPlaneReconciler
 from jobs.creation import JobCreator
 from jobs.definition_sync import replay_grace
 from jobs.run_control import RunService
@@ -31,19 +32,6 @@ from jobs.workers import WorkerDirectory
 from store.db import create_engine, create_sessionmaker
 
 logger = logging.getLogger(__name__)
-
-
-async def _reconcile_forever(
-    service: JobService, scheduling: SchedulingService, interval: float, grace: timedelta
-) -> None:
-    """Repair half-done schedule changes and mirror pauses made in the Temporal UI or CLI."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await service.reconcile(older_than=grace)
-            await scheduling.sync_mirror()
-        except Exception as err:  # Temporal or the database is down; try again next tick
-            logger.warning("schedule reconciliation failed: %s", err)
 
 
 @asynccontextmanager
@@ -67,17 +55,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.history = RunHistory(sessions, settings)
     app.state.runs = RunService(sessions, schedules, settings)
     app.state.workers = WorkerDirectory(sessions, settings)
+    control_plane = ControlPlaneReconciler(
+        sessions, temporal, service, scheduling, settings, role="api"
+    )
+    app.state.control_plane = control_plane
     try:
         await register_search_attributes(await temporal.client(), settings.temporal_namespace)
-        # Entries this young may belong to requests in flight on other replicas.
-        await service.reconcile(older_than=replay_grace(rpc_timeout))
+        # Only the cluster's reconciler (the lease holder) replays the journal, and never
+        # entries young enough to belong to requests in flight on other replicas.
+        if await control_plane.lead():
+            await service.reconcile(older_than=replay_grace(rpc_timeout))
     except Exception as err:
         logger.warning("start-up reconciliation postponed: %s", err)
-    reconciler = asyncio.create_task(
-        _reconcile_forever(
-            service, scheduling, settings.reconcile_interval_seconds, replay_grace(rpc_timeout)
-        )
-    )
+    reconciler = asyncio.create_task(control_plane.run_forever())
     try:
         yield
     finally:

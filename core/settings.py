@@ -161,6 +161,9 @@ class Settings(BaseSettings):
     # (restarting, say) before that counts as one infrastructure failure.
     engine_outage_seconds: float = Field(default=300.0, ge=0)
     reconcile_interval_seconds: float = Field(default=30.0, gt=0)
+    # How long the SQL-Temporal reconciler's leadership lasts unless renewed (each tick
+    # renews it): a dead leader is replaced within this. Keep it above the interval.
+    leader_lease_seconds: float = Field(default=90.0, gt=0)
     backfill_max_firings: int = Field(default=1000, ge=1)
     # The longest range one backfill may cover (dry run or not).
     backfill_max_range_days: int = Field(default=3660, ge=1, le=366_000)

@@ -110,6 +110,8 @@ class JobList(BaseModel):
     total: int
     page: int
     page_size: int
+    # Pass as ``cursor`` for the page after this one (None when this page is not full).
+    next_cursor: str | None = None
 
 
 class Stats(BaseModel):
@@ -180,6 +182,8 @@ class RunList(BaseModel):
     total: int
     page: int
     page_size: int
+    # Pass as ``cursor`` for the page after this one (None when this page is not full).
+    next_cursor: str | None = None
 
 
 class ScheduleEventResponse(BaseModel):

@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.errors import OrchestratorError
 from core.settings import Settings
+from jobs.paging import decode_cursor, encode_cursor
 from jobs.responses import (
     Attempt as AttemptView,
 )
@@ -42,13 +43,25 @@ class RunHistory:
         self._settings = settings
 
     async def list_runs(
-        self, job_id: str, status: JobStatus | None, page: int, page_size: int
+        self,
+        job_id: str,
+        status: JobStatus | None,
+        page: int,
+        page_size: int,
+        cursor: str | None = None,
     ) -> RunList:
+        """A page of the job's runs; ``cursor`` (a ``next_cursor``) replaces ``page``."""
+        after = decode_cursor("runs", cursor) if cursor else None
         async with self._sessions() as session:
             await job_store.get_job(session, job_id)
-            runs, total = await run_store.list_runs(session, job_id, status, page, page_size)
+            runs, total = await run_store.list_runs(session, job_id, status, page, page_size, after)
             views = await self._views(session, list(runs))
-        return RunList(runs=views, total=total, page=page, page_size=page_size)
+        following = None
+        if len(runs) == page_size:
+            following = encode_cursor("runs", *run_store.run_key(runs[-1]))
+        return RunList(
+            runs=views, total=total, page=page, page_size=page_size, next_cursor=following
+        )
 
     async def get_run(self, job_id: str, run_id: str) -> RunResponse:
         async with self._sessions() as session:

@@ -2,7 +2,8 @@
 
 Temporal owns the schedule. SQL keeps a mirror of ``paused`` and ``next_run_at`` so lists
 and stats need no Temporal call; a single-job read refreshes it from Temporal, and the API's
-reconciler refreshes all of them every RECONCILE_INTERVAL_SECONDS, which is how a pause made
+reconciler (its leader, jobs/control_plane.py) refreshes all of them every
+RECONCILE_INTERVAL_SECONDS, which is how a pause made
 in the Temporal UI or with ``temporal schedule toggle`` reaches the API.
 """
 
@@ -187,17 +188,12 @@ class SchedulingService:
     async def sync_mirror(self) -> int:
         """Bring every job's ``paused`` and ``next_run_at`` in line with Temporal.
 
-        The mirror is read in one query; only the jobs whose state differs are written.
+        One schedule listing (a call per page) and one SQL read and one bulk write of the
+        rows that changed, whatever the number of jobs. Returns how many rows changed.
         """
         states = await self._schedules.list_states()
         async with self._sessions() as session:
-            mirrored = await schedule_events.mirrored_states(session)
-        changed = 0
-        for job_id, (paused, note, upcoming) in states.items():
-            if job_id not in mirrored or mirrored[job_id] == (paused, None if paused else upcoming):
-                continue
-            changed += await self._mirror(job_id, paused, note, upcoming, actor="ui/cli")
-        return changed
+            return await schedule_events.mirror_states(session, states, actor="ui/cli")
 
     async def _mirror(
         self,

@@ -21,6 +21,7 @@ from jobs import views
 from jobs.creation import refuse_nested_checkpoint_path
 from jobs.definition_sync import DefinitionSync, check_if_match
 from jobs.notification_rules import validate_job_notifications
+from jobs.paging import decode_cursor, encode_cursor
 from jobs.requests import JobUpdate
 from jobs.responses import JobResponse, Stats
 from jobs.schedule_control import SchedulingService
@@ -68,11 +69,24 @@ class JobService:
         return response
 
     async def list(
-        self, status: JobStatus | None, page: int, page_size: int, name: str | None = None
-    ) -> tuple[list[JobResponse], int]:
+        self,
+        status: JobStatus | None,
+        page: int,
+        page_size: int,
+        name: str | None = None,
+        cursor: str | None = None,
+    ) -> tuple[list[JobResponse], int, str | None]:
+        """A page of jobs, the total, and the cursor of the next page (None if none).
+
+        ``cursor`` (a ``next_cursor`` handed out before) replaces ``page``.
+        """
+        after = decode_cursor("jobs", cursor) if cursor else None
         async with self._sessions() as session:
-            rows, total = await job_store.list_jobs(session, status, page, page_size, name)
-            return await views.job_views(session, rows), total
+            rows, total = await job_store.list_jobs(session, status, page, page_size, name, after)
+            following = None
+            if len(rows) == page_size:
+                following = encode_cursor("jobs", *job_store.job_key(rows[-1]))
+            return await views.job_views(session, rows), total, following
 
     async def stats(self) -> Stats:
         async with self._sessions() as session:

@@ -11,6 +11,7 @@ from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
+from temporalio.api.workflowservice.v1 import ListSchedulesRequest
 from temporalio.client import (
     Client,
     Schedule,
@@ -57,6 +58,8 @@ OVERLAP_POLICIES = {
     "terminate_other": ScheduleOverlapPolicy.TERMINATE_OTHER,
     "allow_all": ScheduleOverlapPolicy.ALLOW_ALL,
 }
+# Schedules per page of a listing: the mirror's calls grow with pages, not jobs.
+LIST_PAGE_SIZE = 1000
 # Temporal's own default, used when a job does not set catchup_window_seconds.
 DEFAULT_CATCHUP_WINDOW = timedelta(days=365)
 # How long a trigger is remembered for pacing (triggers are paced a second apart).
@@ -245,17 +248,35 @@ class JobSchedules:
         return await schedule_matching_times(client, job_id, start, end, limit, self._timeout)
 
     async def list_states(self) -> dict[str, tuple[bool, str | None, datetime | None]]:
-        """``job_id -> (paused, note, next firing)`` of every schedule, in one listing."""
+        """``job_id -> (paused, note, next firing)`` of every schedule, in one listing.
+
+        Read from the listing's protos as they come (one call per page of LIST_PAGE_SIZE):
+        the SDK's conversion of each entry's spec and actions would cost more than the call.
+        """
         client = await self._temporal.client()
-        states = {}
-        async for entry in await client.list_schedules(rpc_timeout=self._timeout):
-            listed = entry.schedule
-            if listed is None:
-                continue
-            times = entry.info.next_action_times if entry.info else []
-            upcoming = times[0] if times else None
-            states[entry.id] = (listed.state.paused, listed.state.note or None, upcoming)
-        return states
+        states: dict[str, tuple[bool, str | None, datetime | None]] = {}
+        token = b""
+        while True:
+            page = await client.workflow_service.list_schedules(
+                ListSchedulesRequest(
+                    namespace=client.namespace,
+                    maximum_page_size=LIST_PAGE_SIZE,
+                    next_page_token=token,
+                ),
+                retry=True,
+                timeout=self._timeout,
+            )
+            for entry in page.schedules:
+                if not entry.HasField("info"):
+                    continue
+                info = entry.info
+                upcoming = None
+                if info.future_action_times:
+                    upcoming = info.future_action_times[0].ToDatetime(tzinfo=UTC)
+                states[entry.schedule_id] = (info.paused, info.notes or None, upcoming)
+            token = page.next_page_token
+            if not token:
+                return states
 
     async def trigger(self, job_id: str, latest_start: datetime | None) -> None:
         """Start a run now; never dropped by the overlap policy.

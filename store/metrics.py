@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store import jobs as job_store
-from store.models import NotificationDelivery, Run
+from store.counters import by_status, read_counters
 from workflows.models import JobStatus
 
 
@@ -24,21 +22,13 @@ class StoreSnapshot:
 
 
 async def read_snapshot(session: AsyncSession) -> StoreSnapshot:
-    """Aggregate queries only: a scrape costs the same with ten runs or a million."""
-    runs = await session.execute(
-        select(Run.status, func.count(), func.coalesce(func.sum(Run.retry_count), 0)).group_by(
-            Run.status
-        )
+    """From the counters only: a scrape costs the same with ten runs or a million."""
+    counters = await read_counters(session)
+    runs = by_status(counters, "runs")
+    return StoreSnapshot(
+        jobs_by_status=by_status(counters, "jobs"),
+        runs_started=sum(runs.values()),
+        runs_by_status=runs,
+        run_retries=counters.get("runs:retries", 0),
+        notification_failures=counters.get("deliveries:failed", 0),
     )
-    snapshot = StoreSnapshot(jobs_by_status=await job_store.count_by_status(session))
-    for status, count, retries in runs.all():
-        snapshot.runs_started += int(count)
-        snapshot.run_retries += int(retries)
-        snapshot.runs_by_status[JobStatus(status)] = int(count)
-    failures = await session.scalar(
-        select(func.count())
-        .select_from(NotificationDelivery)
-        .where(NotificationDelivery.status == "failed")
-    )
-    snapshot.notification_failures = int(failures or 0)
-    return snapshot

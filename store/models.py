@@ -102,6 +102,9 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_created_at", "created_at"),
         Index("ix_jobs_status_created_at", "status", "created_at"),
+        # Keyset pages: (created_at, job_id) is the order of GET /jobs.
+        Index("ix_jobs_created_at_job_id", "created_at", "job_id"),
+        Index("ix_jobs_status_created_at_job_id", "status", "created_at", "job_id"),
     )
 
 
@@ -137,7 +140,11 @@ class Run(Base):
     # Why a queued run waits, in words people can act on.
     queue_reason: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_runs_job_id_started_at", "job_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_runs_job_id_started_at", "job_id", "started_at"),
+        Index("ix_runs_status", "status"),
+        Index("ix_runs_job_id_status_started_at", "job_id", "status", "started_at"),
+    )
 
 
 class Attempt(Base):
@@ -420,3 +427,43 @@ class QueuedRun(Base):
     reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_capacity_queue_order", "pool", "priority", "submitted_at"),)
+
+
+class Lease(Base):
+    """A named lease (the reconciler's leadership): held by ``holder`` until ``expires_at_ms``."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    # Milliseconds since the epoch, by the holder's clock.
+    expires_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Counter(Base):
+    """A count as of the last fold; the count now adds its ``counter_deltas`` rows.
+
+    ``jobs:<status>``, ``jobs:paused``, ``jobs:scheduled``, ``runs:<status>``,
+    ``runs:retries`` and ``deliveries:failed`` (migration 0007 creates rows and triggers).
+    """
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class CounterDelta(Base):
+    """A change of a counter, appended by SQL triggers in the same transaction as the change.
+
+    Appending (never updating one row) leaves concurrent writers nothing to wait for; the
+    reconciler's leader folds the deltas into ``counters`` at each tick.
+    """
+
+    __tablename__ = "counter_deltas"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    name: Mapped[str] = mapped_column(String(64))
+    delta: Mapped[int] = mapped_column(BigInteger)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.jobs import get_job
@@ -161,6 +161,42 @@ async def record_run_status(
     return True
 
 
+async def finish_run_if_active(
+    session: AsyncSession,
+    *,
+    job_id: str,
+    run_id: str,
+    status: JobStatus,
+    at: datetime,
+    error_message: str | None,
+) -> bool:
+    """Record a final status for a run that SQL still shows active (commits).
+
+    Compare-and-set: the UPDATE applies only while the run (and its job, if this is its
+    latest run) is still active, so a final status the run wrote itself after the caller
+    read it always wins. Returns whether the run was changed. The job row is written first,
+    as the ORM does, so the counter rows are locked in the same order as by the activities.
+    """
+    active = [value.value for value in JobStatus if not value.is_final]
+    await session.execute(
+        update(Job)
+        .where(Job.job_id == job_id, Job.latest_run_id == run_id, Job.status.in_(active))
+        .values(status=status.value, error_message=error_message, completed_at=at, updated_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    changed = await session.execute(
+        update(Run)
+        .where(Run.run_id == run_id, Run.job_id == job_id, Run.status.in_(active))
+        .values(status=status.value, error_message=error_message, completed_at=at, updated_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(changed, "rowcount", 0) != 1:
+        await session.rollback()  # the run ended on its own meanwhile: its status stands
+        return False
+    await session.commit()
+    return True
+
+
 async def record_progress(
     session: AsyncSession, run_id: str, progress: dict[str, Any], at: datetime
 ) -> None:
@@ -212,17 +248,43 @@ async def runs_by_id(session: AsyncSession, run_ids: Sequence[str]) -> dict[str,
     return {run.run_id: run for run in rows}
 
 
+RunKey = tuple[datetime, str]
+
+
+def run_key(run: Run) -> RunKey:
+    """Where a run sits in a job's run list (newest first): the keyset cursor's content."""
+    return run.started_at, run.run_id
+
+
 async def list_runs(
-    session: AsyncSession, job_id: str, status: JobStatus | None, page: int, page_size: int
+    session: AsyncSession,
+    job_id: str,
+    status: JobStatus | None,
+    page: int,
+    page_size: int,
+    after: RunKey | None = None,
 ) -> tuple[Sequence[Run], int]:
-    """One page of a job's runs, newest first, and the total matching the filter."""
+    """One page of a job's runs, newest first, and the total matching the filter.
+
+    ``after`` (a :func:`run_key`) starts the page right after that run instead of at
+    ``page``. The total counts this job's runs only, on the (job_id, status, started_at)
+    index, so it does not grow with other jobs' runs.
+    """
     query = select(Run).where(Run.job_id == job_id)
     count = select(func.count()).select_from(Run).where(Run.job_id == job_id)
     if status is not None:
         query = query.where(Run.status == status.value)
         count = count.where(Run.status == status.value)
+    if after is not None:
+        started_at, run_id = after
+        # The first condition alone bounds an index range scan (an OR would not).
+        query = query.where(
+            Run.started_at <= started_at, or_(Run.started_at < started_at, Run.run_id < run_id)
+        )
+    else:
+        query = query.offset((page - 1) * page_size)
     query = query.order_by(Run.started_at.desc(), Run.run_id.desc())
-    runs = (await session.scalars(query.offset((page - 1) * page_size).limit(page_size))).all()
+    runs = (await session.scalars(query.limit(page_size))).all()
     return runs, int(await session.scalar(count) or 0)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -73,6 +73,46 @@ async def mirror_state(
         await session.rollback()
         return False
     return True
+
+
+ScheduleState = tuple[bool, str | None, datetime | None]
+
+
+async def mirror_states(
+    session: AsyncSession, states: dict[str, ScheduleState], *, actor: str
+) -> int:
+    """Store many schedules' states at once (commits): one read, one bulk write.
+
+    ``states`` maps job ids to ``(paused, note, next firing)``. Only rows whose ``paused``
+    or ``next_run_at`` differ are written (a paused job's ``next_run_at`` is None); a
+    change of ``paused`` is recorded as an event. Returns how many rows changed.
+    """
+    if not states:
+        return 0
+    rows = await session.execute(select(Job.job_id, Job.paused, Job.next_run_at))
+    changes: list[dict[str, object]] = []
+    for job_id, paused_now, next_now in rows.all():
+        state = states.get(job_id)
+        if state is None:
+            continue
+        paused, note, upcoming = state
+        target = None if paused else upcoming
+        if bool(paused_now) == paused and next_now == target:
+            continue
+        if bool(paused_now) != paused:
+            add_pause_event(session, job_id, paused, note, actor)
+        changes.append({"b_job_id": job_id, "b_paused": paused, "b_next_run_at": target})
+    if changes:
+        jobs = Job.__table__
+        assert isinstance(jobs, Table)
+        await session.execute(
+            update(jobs)  # Core executemany: one statement, every changed row
+            .where(jobs.c.job_id == bindparam("b_job_id"))
+            .values(paused=bindparam("b_paused"), next_run_at=bindparam("b_next_run_at")),
+            changes,
+        )
+    await session.commit()
+    return len(changes)
 
 
 async def record_backfill(

@@ -1,8 +1,9 @@
-"""The worker's reconciler: runs closed behind our back, and containers nobody follows.
+"""The worker's reconciler: containers nobody follows, on this worker's own engine.
 
-A run whose workflow was terminated from the Temporal UI or CLI never records its end, and
-its container keeps running. Every RECONCILE_INTERVAL_SECONDS the worker finds both and
-finishes them, so a job is never stuck ``running``.
+A run whose workflow was terminated from the Temporal UI or CLI leaves its container
+running. Every RECONCILE_INTERVAL_SECONDS each worker finds the units of its engine whose run
+is over and removes them. Finishing such runs in SQL is the cluster's one SQL-Temporal
+reconciler's job (``jobs/control_plane.py``), which every worker also runs for its turn.
 """
 
 from __future__ import annotations
@@ -26,33 +27,18 @@ from runtimes.base import (
     LABEL_RUN_ID,
     ContainerRuntime,
 )
-from store import runs as run_store
 from store.log_files import attempt_log_path
-from store.models import utcnow
-from workflows.models import JobStatus
 
 logger = logging.getLogger(__name__)
-
-_OUTCOME = {
-    WorkflowExecutionStatus.COMPLETED: (JobStatus.COMPLETED, None),
-    WorkflowExecutionStatus.CANCELED: (JobStatus.CANCELLED, "Run was cancelled in Temporal"),
-    WorkflowExecutionStatus.TERMINATED: (
-        JobStatus.CANCELLED,
-        "Run was terminated in Temporal (outside the orchestrator)",
-    ),
-    WorkflowExecutionStatus.FAILED: (JobStatus.FAILED, "Run's workflow failed in Temporal"),
-    WorkflowExecutionStatus.TIMED_OUT: (JobStatus.FAILED, "Run's workflow timed out in Temporal"),
-}
 
 
 @dataclass
 class ReconcileReport:
-    runs_finished: int = 0
     units_removed: int = 0
 
 
 class RunReconciler:
-    """Finishes SQL runs whose workflow has closed and removes their leftover units."""
+    """Removes the units of this engine whose run is over."""
 
     def __init__(
         self,
@@ -76,32 +62,6 @@ class RunReconciler:
 
     async def reconcile_once(self) -> ReconcileReport:
         report = ReconcileReport()
-        async with self._sessions() as session:
-            active = await run_store.active_runs(session)
-        for run in active:
-            try:
-                closed = await self._closed_status(run.run_id, run.execution_id)
-            except RPCError as err:
-                logger.warning("cannot describe run %s: %s", run.run_id, err)
-                continue
-            if closed is None:
-                continue
-            status, message = _OUTCOME.get(closed, (JobStatus.FAILED, f"Run ended as {closed}"))
-            async with self._sessions() as session:
-                await run_store.record_run_status(
-                    session,
-                    job_id=run.job_id,
-                    run_id=run.run_id,
-                    status=status,
-                    attempt=run.attempt,
-                    retry_count=run.retry_count,
-                    at=utcnow(),
-                    error_message=message,
-                    exit_code=None,
-                )
-            logger.info("finished run %s of %s as %s", run.run_id, run.job_id, status)
-            report.runs_finished += 1
-
         for name, labels, _running in await self._runtime.list_units():
             run_id = labels.get(LABEL_RUN_ID)
             if not run_id or labels.get(LABEL_DEPLOYMENT) != self._settings.deployment:

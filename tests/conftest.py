@@ -23,6 +23,7 @@ import docker
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy import update
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -30,7 +31,9 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from core.settings import Settings
 from jobs.temporal import SEARCH_ATTRIBUTES
+from store.db import create_engine, create_sessionmaker
 from store.migrate import upgrade
+from store.models import Lease
 from worker import build_worker
 
 TEMPORAL_CLI = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
@@ -265,3 +268,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("replay") is not None)
+
+
+async def expire_leader_lease(settings: Settings) -> None:
+    """Let the reconciler's lease run out, as if its holder had died: the next API or worker
+    that tries takes it (the suite's API holds it otherwise, ticking every 30 s)."""
+    engine = create_engine(settings.sqlalchemy_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            await session.execute(update(Lease).values(expires_at_ms=0))
+            await session.commit()
+    finally:
+        await engine.dispose()

@@ -48,14 +48,19 @@ async def list_jobs(
         str | None,
         Query(max_length=255, description="Only jobs whose name contains this (any case)."),
     ] = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=1024, description="A next_cursor from an earlier page; replaces page."),
+    ] = None,
 ) -> JobList:
     """Jobs, newest first, optionally only those in one status or with a name like ``name``."""
-    rows, total = await jobs.list(status_filter, page, page_size, name)
+    rows, total, following = await jobs.list(status_filter, page, page_size, name, cursor)
     return JobList(
         jobs=rows,
         total=total,
         page=page,
         page_size=page_size,
+        next_cursor=following,
     )
 
 

@@ -25,9 +25,13 @@ async def list_runs(
     status_filter: JobStatus | None = None,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=1024, description="A next_cursor from an earlier page; replaces page."),
+    ] = None,
 ) -> RunList:
     """One record per run, newest first: trigger, times, attempts, checkpoint, deliveries."""
-    return await history.list_runs(job_id, status_filter, page, page_size)
+    return await history.list_runs(job_id, status_filter, page, page_size, cursor)
 
 
 @router.get("/runs/{run_id}", responses=ERROR_RESPONSES)

@@ -25,12 +25,15 @@ from store import jobs as job_store
 from store import journal
 from store.db import create_engine, create_sessionmaker
 from store.models import Job, ScheduleSync, utcnow
-from tests.conftest import api_client, unique_name, wait_for_status
+from tests.conftest import api_client, expire_leader_lease, unique_name, wait_for_status
 from workflows.models import JobStatus
 
 
 @pytest.fixture
 async def parts(settings: Settings) -> AsyncIterator[tuple[object, JobSchedules]]:
+    # The API started by each test replays the journal at start-up if it leads the cluster's
+    # reconciler: the process "killed" here is taken to have held the lease, now run out.
+    await expire_leader_lease(settings)
     engine = create_engine(settings.sqlalchemy_url)
     timeout = timedelta(seconds=5)
     temporal = TemporalConnection(settings.temporal_address, settings.temporal_namespace, timeout)

@@ -11,7 +11,14 @@ import pytest
 from temporalio.client import Client
 
 from core.settings import Settings
-from tests.conftest import api_client, eventually, temporal_cli, unique_name, wait_for_status
+from tests.conftest import (
+    api_client,
+    eventually,
+    expire_leader_lease,
+    temporal_cli,
+    unique_name,
+    wait_for_status,
+)
 from workflows import TrainingJobWorkflow, TrainingRunInput
 
 
@@ -186,8 +193,11 @@ async def test_pause_and_resume_through_the_api_and_the_cli(
     ]
     assert view["events"][2]["note"] == "data migration"
 
-    # ...and in lists within the reconciler's interval, with no single-job read.
+    # ...and in lists within the reconciler's interval, with no single-job read. The suite's
+    # API leads the cluster's reconciler (30 s ticks); it is taken to have died, so this
+    # quicker replica takes the lease over.
     quick = settings.model_copy(update={"reconcile_interval_seconds": 0.5})
+    await expire_leader_lease(settings)
     async with api_client(quick) as fast_api:
         temporal_cli(
             settings, "schedule", "toggle", "--schedule-id", job_id, "--unpause", "--reason", "x"

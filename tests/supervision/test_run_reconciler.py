@@ -9,11 +9,12 @@ import httpx
 from temporalio.client import Client
 
 from core.settings import Settings
+from jobs.closed_runs import ClosedRunFinder
 from runtimes.base import LABEL_JOB_ID, ContainerSpec, unit_name
 from runtimes.docker import DockerRuntime
 from store.db import create_engine, create_sessionmaker
 from supervision.run_reconciler import RunReconciler
-from tests.conftest import unique_name, wait_for_status
+from tests.conftest import eventually, unique_name, wait_for_status
 
 
 def containers_of(job_id: str) -> list[object]:
@@ -61,7 +62,10 @@ async def test_terminated_run_is_finished_and_its_container_removed(
         runtime,
         settings.model_copy(update={"stop_grace_seconds": 1.0}),
     )
+    # Finishing the run in SQL is the cluster reconciler's part (tests/jobs/test_control_plane).
+    finder = ClosedRunFinder(create_sessionmaker(engine), temporal_client)
     try:
+        finished = await eventually(finder.finish, timeout=30)
         report = await reconciler.reconcile_once()
         after_first = (await api.get(f"/jobs/{job_id}")).json()
         # Other tests' runs may be reconciled too; this job's state must not change again.
@@ -69,7 +73,7 @@ async def test_terminated_run_is_finished_and_its_container_removed(
     finally:
         await engine.dispose()
 
-    assert report.runs_finished >= 1 and report.units_removed >= 1
+    assert finished >= 1 and report.units_removed >= 1
     assert len(containers_of("train-f0f0f0f0")) == 1, "another deployment's unit is left alone"
     await runtime.remove(foreign.name)
     job = (await api.get(f"/jobs/{job_id}")).json()
