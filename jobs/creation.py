@@ -11,6 +11,7 @@ registered as a one-off job under the caller's id, and the caller's own run is i
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -22,11 +23,12 @@ from core.errors import DuplicateJobName, InvalidInput
 from core.settings import Settings
 from jobs.notification_rules import validate_job_notifications
 from jobs.requests import JobCreate
+from jobs.run_starts import new_run_id
 from jobs.spec_size import check_spec_size
 from jobs.temporal import JobSchedules
 from store import jobs as job_store
 from store import journal
-from store.models import Job
+from store.models import Job, utcnow
 from workflows.models import Trigger
 
 JOB_ID_FORMAT = re.compile(r"train-[0-9a-f]{8}")
@@ -82,8 +84,14 @@ class JobCreator:
                 job_id = await job_store.issue_job_id(session)
             elif not await job_store.claim_job_id(session, job_id):
                 raise InvalidInput(f"job id {job_id} was used before; job ids are never reused")
-            trigger = Trigger.MANUAL.value if run_now else None
-            job = job_store.new_job(job_id, body.model_dump(), pending_trigger=trigger)
+            # A one-off job is created claimed by its first run, so nothing else starts first.
+            run_id = new_run_id(job_id, Trigger.MANUAL) if run_now else None
+            job = job_store.new_job(
+                job_id,
+                body.model_dump(),
+                active_run_id=run_id,
+                claimed_at=utcnow() if run_id else None,
+            )
             await journal.journal_schedule_change(session, job_id)
             session.add(job)
             try:
@@ -95,10 +103,30 @@ class JobCreator:
                 await journal.clear_schedule_change(session, job_id)
                 raise DuplicateJobName(body.name) from None
             try:
-                await self._schedules.create(job, trigger_now=run_now)
+                await self._create_in_temporal(job, run_id)
             except BaseException:
                 await job_store.delete_job_rows(session, job_id)
                 await session.commit()
                 raise
             await journal.clear_schedule_change(session, job_id)
             return job
+
+    async def _create_in_temporal(self, job: Job, run_id: str | None) -> None:
+        """The job's schedule and, for a one-off job, its run: both at once, or neither."""
+        if run_id is None:
+            await self._schedules.create(job)
+            return
+        created, started = await asyncio.gather(
+            self._schedules.create(job),
+            self._schedules.start_run(job, run_id, Trigger.MANUAL, allow_overlap=False),
+            return_exceptions=True,
+        )
+        failure = next((r for r in (created, started) if isinstance(r, BaseException)), None)
+        if failure is None:
+            return
+        # Undo the half that happened; the row is deleted by the caller.
+        if not isinstance(started, BaseException):
+            await self._schedules.terminate_run(run_id, "its job could not be created")
+        if not isinstance(created, BaseException):
+            await self._schedules.delete(job.job_id)
+        raise failure

@@ -14,19 +14,20 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.errors import DuplicateJobName, JobRunning
+from core.errors import DuplicateJobName
 from core.settings import Settings
 from jobs import views
 from jobs.notification_rules import validate_job_notifications
 from jobs.requests import JobUpdate
 from jobs.responses import JobResponse, Stats
+from jobs.run_starts import RunStarts, refuse
 from jobs.schedule_control import SchedulingService
 from jobs.spec_size import check_spec_size
 from jobs.temporal import JobSchedules
+from store import claims, journal, schedule_events
 from store import jobs as job_store
-from store import journal, schedule_events
 from store.models import Job, utcnow
-from workflows.models import JobStatus
+from workflows.models import JobStatus, Trigger
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class JobService:
         self._schedules = schedules
         self._settings = settings
         self._scheduling = scheduling
+        self._starts = RunStarts(sessions, schedules)
 
     async def get(self, job_id: str) -> JobResponse:
         async with self._sessions() as session:
@@ -133,35 +135,18 @@ class JobService:
             await journal.clear_schedule_change(session, job_id)
 
     async def retry(self, job_id: str) -> Job:
-        async with self._sessions() as session:
-            job = await job_store.get_job(session, job_id)
-            _refuse_if_active(job, "retry")
-            previous_start = job.started_at
-            previous: dict[str, Any] = {
-                "status": job.status,
-                "retry_count": job.retry_count,
-                "error_message": job.error_message,
-                "started_at": job.started_at,
-                "completed_at": job.completed_at,
-                "pending_trigger": job.pending_trigger,
-                "updated_at": job.updated_at,
-            }
-            job.status = JobStatus.PENDING.value
-            job.retry_count = 0
-            job.error_message = None
-            job.started_at = None
-            job.completed_at = None
-            job.pending_trigger = "retry"
-            job.updated_at = utcnow()
-            await session.commit()
-            try:
-                await self._schedules.trigger(job_id, previous_start)
-            except BaseException:
-                for key, value in previous.items():
-                    setattr(job, key, value)
-                await session.commit()
-                raise
-            return job
+        """Reset the job to ``pending`` and start a run with trigger ``retry``; 409 if active."""
+        return await self._starts.start(
+            job_id,
+            Trigger.RETRY,
+            action="retry",
+            status=JobStatus.PENDING.value,
+            retry_count=0,
+            error_message=None,
+            started_at=None,
+            completed_at=None,
+            updated_at=utcnow(),
+        )
 
     async def reconcile(self, older_than: timedelta) -> int:
         """Replay journal entries older than ``older_than``; returns how many were repaired."""
@@ -176,8 +161,10 @@ class JobService:
                 elif await self._schedules.exists(job_id):
                     await self._schedules.update(job)
                 else:
-                    never_ran = job.latest_run_id is None and job.schedule is None
-                    await self._schedules.create(job, trigger_now=never_ran)
+                    await self._schedules.create(job)
+                if job is not None and job.latest_run_id is None and job.schedule is None:
+                    # A one-off job whose creation died before its run started.
+                    await self._starts.start_claimed(job)
                 await journal.clear_schedule_change(session, job_id)
                 logger.info("reconciled schedule of %s with SQL", job_id)
                 repaired += 1
@@ -185,5 +172,5 @@ class JobService:
 
 
 def _refuse_if_active(job: Job, action: str) -> None:
-    if JobStatus(job.status).is_active:
-        raise JobRunning(job.job_id, job.status, action)
+    if claims.has_active_run(job):
+        raise refuse(job, action)

@@ -80,14 +80,20 @@ class Job(Base):
     completed_at: Mapped[datetime | None]
     error_message: Mapped[str | None] = mapped_column(Text)
     latest_run_id: Mapped[str | None] = mapped_column(String(255))
-    # Why the next run starts (`retry`, `manual`), consumed by that run; None means the spec.
+    # Before 0.4: why the next schedule-triggered run starts (`retry`, `manual`), consumed by
+    # that run. Never written any more; still read for runs triggered before the upgrade.
     pending_trigger: Mapped[str | None] = mapped_column(String(16))
+    # The claim: the workflow id of the job's one active run (see store/claims.py), taken with
+    # a conditional UPDATE so that two API replicas or workers cannot both win it.
+    active_run_id: Mapped[str | None] = mapped_column(String(255))
+    claimed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
     __table_args__ = (
         Index("ix_jobs_created_at", "created_at"),
         Index("ix_jobs_status_created_at", "status", "created_at"),
+        Index("ix_jobs_claimed_at", "claimed_at"),
     )
 
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -28,6 +29,7 @@ from runtimes.base import (
 from store import runs as run_store
 from store.log_files import attempt_log_path
 from store.models import utcnow
+from supervision.claims import release_stale_claims
 from workflows.models import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ _OUTCOME = {
 class ReconcileReport:
     runs_finished: int = 0
     units_removed: int = 0
+    claims_released: int = 0
 
 
 class RunReconciler:
@@ -75,6 +78,9 @@ class RunReconciler:
 
     async def reconcile_once(self) -> ReconcileReport:
         report = ReconcileReport()
+        report.claims_released = await release_stale_claims(
+            self._sessions, self._client, timedelta(seconds=self._settings.claim_grace_seconds)
+        )
         async with self._sessions() as session:
             active = await run_store.active_runs(session)
         for run in active:

@@ -28,7 +28,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
-from workflows.attempts import run_attempt
+from workflows.attempts import DIRECT_STARTS_PATCH, run_attempt
 
 with workflow.unsafe.imports_passed_through():
     from workflows.failure_messages import (
@@ -73,6 +73,8 @@ class TrainingJobWorkflow:
     def __init__(self) -> None:
         self._status = JobStatus.PENDING
         self._attempt = 0
+        # The RUNNING notification, sent while the first attempt starts (direct-starts patch).
+        self._running_notice: asyncio.Task[None] | None = None
 
     @workflow.query
     def status(self) -> str:
@@ -81,6 +83,11 @@ class TrainingJobWorkflow:
     @workflow.run
     async def run(self, request: TrainingRunInput) -> TrainingRunResult:
         info = workflow.info()
+        # Memoized for the run: a run started before the patch replays the old path.
+        direct = workflow.patched(DIRECT_STARTS_PATCH)
+        claim: dict[str, object] = (
+            {"trigger": request.trigger, "allow_overlap": request.allow_overlap} if direct else {}
+        )
         plan = await workflow.execute_activity(
             START_RUN,
             StartRunInput(
@@ -91,6 +98,7 @@ class TrainingJobWorkflow:
                 started_by_schedule=info.typed_search_attributes.get(_SCHEDULED_BY) is not None,
                 scheduled_at=info.typed_search_attributes.get(_SCHEDULED_AT),
                 job=request.job,
+                **claim,
             ),
             result_type=RunPlan,
             start_to_close_timeout=_STORE_TIMEOUT,
@@ -99,28 +107,72 @@ class TrainingJobWorkflow:
                 non_retryable_error_types=[JOB_NOT_FOUND, INVALID_JOB_SPEC],
             ),
         )
-        # Searchable in the UI and CLI: Trigger='retry', Trigger='backfill', ...
-        workflow.upsert_search_attributes(
-            [
-                _JOB_ID.value_set(plan.job_id),
-                _JOB_NAME.value_set(plan.name),
-                _TRIGGER.value_set(plan.trigger.value),
-            ]
-        )
+        if direct and plan.skipped is not None:
+            workflow.logger.info("firing of %s skipped: %s", plan.job_id, plan.skipped)
+            return TrainingRunResult(
+                job_id=plan.job_id,
+                run_id=plan.run_id,
+                status=JobStatus.PENDING,
+                attempts=0,
+                exit_code=None,
+                skipped=plan.skipped,
+            )
+        self._describe(plan, direct)
         self._status = JobStatus.RUNNING
         self._attempt = 1
-        # Schedules set this memo on their runs already; SDK-started runs get it here.
-        workflow.upsert_memo({"job_name": plan.name, "image": plan.spec.image})
+        running = self._update(plan, JobStatus.RUNNING, None, None)
         try:
-            # start_run recorded "running" in SQL; people hear of it like every other change.
-            await self._notify(plan, self._update(plan, JobStatus.RUNNING, None, None))
+            if direct:
+                # Told while the first attempt starts, not before: the container waits for
+                # no mail server.
+                self._running_notice = asyncio.create_task(self._notify(plan, running))
+            else:
+                # start_run recorded "running" in SQL; people hear of it like every other
+                # change.
+                await self._notify(plan, running)
             return await self._attempts(plan)
         except (asyncio.CancelledError, ActivityError) as err:
             if not is_cancelled_exception(err):
                 raise
+            await self._settle_running_notice(cancel=True)
             # The activity has already stopped the container (it waits for that).
             await self._record(plan, JobStatus.CANCELLED, error_message="Cancelled by request")
             raise asyncio.CancelledError() from err
+
+    def _describe(self, plan: RunPlan, direct: bool) -> None:
+        """Make the run searchable (Trigger='retry', ...) and its memo complete.
+
+        The API's and the schedule's starts set JobId, JobName and the memo already; only what
+        is missing is written (SDK starts lack all of it, schedule runs the Trigger).
+        """
+        info = workflow.info()
+        attributes = [
+            _JOB_ID.value_set(plan.job_id),
+            _JOB_NAME.value_set(plan.name),
+            _TRIGGER.value_set(plan.trigger.value),
+        ]
+        if direct:
+            present = info.typed_search_attributes
+            attributes = [a for a in attributes if present.get(a.key) != a.value]
+        if attributes:
+            workflow.upsert_search_attributes(attributes)
+        if not direct or "job_name" not in workflow.memo():
+            workflow.upsert_memo({"job_name": plan.name, "image": plan.spec.image})
+
+    async def _settle_running_notice(self, *, cancel: bool = False) -> None:
+        """Wait for the RUNNING notification (so messages keep their order), or cancel it."""
+        notice, self._running_notice = self._running_notice, None
+        if notice is None:
+            return
+        if not cancel:
+            await notice
+            return
+        notice.cancel()
+        try:
+            await notice
+        except (asyncio.CancelledError, ActivityError) as err:
+            if not is_cancelled_exception(err):
+                raise
 
     async def _attempts(self, plan: RunPlan) -> TrainingRunResult:
         while True:
@@ -173,6 +225,7 @@ class TrainingJobWorkflow:
             start_to_close_timeout=_STORE_TIMEOUT,
             retry_policy=_STORE_RETRY,
         )
+        await self._settle_running_notice()
         await self._notify(plan, update)
 
     def _update(
