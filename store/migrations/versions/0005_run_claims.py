@@ -19,14 +19,14 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # Both nullable: every existing job starts unclaimed. Runs in flight from before the
     # upgrade still count as active through their status (store/claims.py).
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("active_run_id", sa.String(length=255), nullable=True))
-        batch_op.add_column(sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True))
-        batch_op.create_index("ix_jobs_claimed_at", ["claimed_at"], unique=False)
+    op.add_column("jobs", sa.Column("active_run_id", sa.String(length=255), nullable=True))
+    op.add_column("jobs", sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_index("ix_jobs_claimed_at", "jobs", ["claimed_at"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_index("ix_jobs_claimed_at")
-        batch_op.drop_column("claimed_at")
-        batch_op.drop_column("active_run_id")
+    # Not a batch (which rebuilds the table on SQLite): dropping and renaming ``jobs`` would
+    # cascade to every row that references it. SQLite 3.35+ drops a column in place.
+    op.drop_index("ix_jobs_claimed_at", table_name="jobs")
+    op.drop_column("jobs", "claimed_at")
+    op.drop_column("jobs", "active_run_id")
