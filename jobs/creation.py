@@ -1,8 +1,10 @@
 """The one way a job comes into being: from ``POST /jobs`` or from an SDK start.
 
-Both paths validate the same spec (notification routing included), journal the schedule
-change before the row is committed, and undo the row if the schedule cannot be created; if
-the process dies in between, the reconciler replays the journal entry.
+Both paths validate the same spec (notification routing included), commit the schedule's
+journal entry with the row, and undo the row if the schedule cannot be created; if the process
+dies in between, the reconciler replays the journal entry. A one-off job from the API is
+created claimed by its first run (``store.claims``), whose workflow is started directly, at the
+same time as the schedule (which has no spec: it is there so the Temporal UI shows every job).
 
 Python users may start ``TrainingJobWorkflow`` with the Temporal SDK for a job id the
 orchestrator does not know, passing the body of ``POST /jobs`` in the input: the job is then
@@ -92,7 +94,8 @@ class JobCreator:
                 active_run_id=run_id,
                 claimed_at=utcnow() if run_id else None,
             )
-            await journal.journal_schedule_change(session, job_id)
+            # The journal entry and the row in one transaction: both or neither.
+            journal.stage_schedule_change(session, job_id)
             session.add(job)
             try:
                 # Committed before the schedule exists: a one-off job's run starts at once
@@ -100,7 +103,6 @@ class JobCreator:
                 await session.commit()
             except IntegrityError:
                 await session.rollback()
-                await journal.clear_schedule_change(session, job_id)
                 raise DuplicateJobName(body.name) from None
             try:
                 await self._create_in_temporal(job, run_id)

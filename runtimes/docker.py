@@ -11,6 +11,7 @@ import logging
 import math
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 import docker
@@ -39,6 +40,8 @@ from runtimes.docker_state import FINISHED_STATES, read_exit, wait_for_exit
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+# At most this many attempts wait on their containers at once without queueing.
+_WAIT_THREADS = 256
 
 
 class DockerRuntime:
@@ -74,6 +77,10 @@ class DockerRuntime:
         self._pull_policy: PullPolicy = pull_policy
         self._docker: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
+        # Waits block a thread for up to a poll interval per running attempt: on threads of
+        # their own, so that many running attempts never hold up the starts of others in the
+        # loop's small default pool. Threads are made on demand.
+        self._wait_threads = ThreadPoolExecutor(_WAIT_THREADS, thread_name_prefix="docker-wait")
 
     async def start(self, spec: ContainerSpec) -> StartResult:
         """Create and start the container, or reattach to one that already has the name.
@@ -115,7 +122,7 @@ class DockerRuntime:
             LookupError: No container has this name.
             RuntimeUnavailableError: The engine cannot be reached (it may be restarting).
         """
-        return await self._call(self._wait, name, timeout)
+        return await self._call(self._wait, name, timeout, threads=self._wait_threads)
 
     async def exit_details(self, name: str) -> UnitExit:
         """How the exited container ended: out of memory, or killed by an engine restart.
@@ -150,9 +157,13 @@ class DockerRuntime:
         """``(name, labels, running)`` of every container carrying the job-id label."""
         return await self._call(self._list_units)
 
-    async def _call(self, work: Callable[..., _T], *args: Any) -> _T:
+    async def _call(
+        self, work: Callable[..., _T], *args: Any, threads: ThreadPoolExecutor | None = None
+    ) -> _T:
         """Run ``work`` on a thread; an engine that cannot be talked to is unavailable."""
         try:
+            if threads is not None:
+                return await asyncio.get_running_loop().run_in_executor(threads, work, *args)
             return await asyncio.to_thread(work, *args)
         except (requests.RequestException, DockerException) as exc:
             if not is_transport_error(exc):

@@ -20,6 +20,11 @@ async def journal_schedule_change(session: AsyncSession, job_id: str) -> None:
     await session.commit()
 
 
+def stage_schedule_change(session: AsyncSession, job_id: str) -> None:
+    """Add the entry of a job that is being created to the transaction that adds its row."""
+    session.add(ScheduleSync(job_id=job_id, requested_at=utcnow()))
+
+
 async def clear_schedule_change(session: AsyncSession, job_id: str) -> None:
     await session.execute(delete(ScheduleSync).where(ScheduleSync.job_id == job_id))
     await session.commit()
