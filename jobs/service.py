@@ -158,13 +158,16 @@ class JobService:
                 job = await job_store.find_job(session, job_id)
                 if job is None:
                     await self._schedules.delete(job_id)
-                elif await self._schedules.exists(job_id):
-                    await self._schedules.update(job)
                 else:
-                    await self._schedules.create(job)
-                if job is not None and job.latest_run_id is None and job.schedule is None:
-                    # A one-off job whose creation died before its run started.
-                    await self._starts.start_claimed(job)
+                    never_ran = job.latest_run_id is None and job.schedule is None
+                    if await self._schedules.exists(job_id):
+                        await self._schedules.update(job)
+                        # Its creation died between the schedule and its claimed run's start.
+                        never_ran = never_ran and job.active_run_id is not None
+                    else:
+                        await self._schedules.create(job)
+                    if never_ran:
+                        await self._starts.start_claimed(job)
                 await journal.clear_schedule_change(session, job_id)
                 logger.info("reconciled schedule of %s with SQL", job_id)
                 repaired += 1
