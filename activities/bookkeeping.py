@@ -99,6 +99,8 @@ class RunStoreActivities:
         if request.allow_overlap:
             return None
         job = await job_store.get_job(session, request.job_id)
+        if job.active_run_id == request.run_id:
+            return None  # claimed by the API that started it: nothing to write
         if await claims.claim(session, job.job_id, request.run_id):
             return None
         await session.refresh(job)

@@ -19,7 +19,7 @@ from core.settings import Settings
 from jobs import views
 from jobs.notification_rules import validate_job_notifications
 from jobs.requests import JobUpdate
-from jobs.responses import JobResponse, Stats
+from jobs.responses import FiringTime, JobResponse, Stats
 from jobs.run_starts import RunStarts, refuse
 from jobs.schedule_control import SchedulingService
 from jobs.spec_size import check_spec_size
@@ -54,9 +54,16 @@ class JobService:
         # The session is closed first: a request never holds two pooled connections.
         return await self.view(job)
 
-    async def view(self, job: Job) -> JobResponse:
-        """A single-job response: read from Temporal too (next run times, pause state)."""
-        next_times = await self._scheduling.next_run_times(job)
+    async def view(self, job: Job, *, created: bool = False) -> JobResponse:
+        """A single-job response: read from Temporal too (next run times, pause state).
+
+        A one-off job ``created`` just now has no firings to ask Temporal about: its schedule
+        was written from this row a moment ago, with no spec.
+        """
+        if created and not job.schedule:
+            next_times: list[FiringTime] | None = []
+        else:
+            next_times = await self._scheduling.next_run_times(job)
         async with self._sessions() as session:
             response = await views.job_view(session, job)
             response.latest_run_notifications = await views.deliveries(session, job.latest_run_id)

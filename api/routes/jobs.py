@@ -18,7 +18,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 @router.post("", status_code=status.HTTP_201_CREATED, responses=ERROR_RESPONSES)
 async def create_job(body: JobCreate, creator: JobCreatorDep, jobs: JobServiceDep) -> JobResponse:
     """Create a job and its Temporal Schedule; a job without ``schedule`` runs once, now."""
-    return await jobs.view(await creator.create(body))
+    return await jobs.view(await creator.create(body), created=True)
 
 
 @router.get("", responses=ERROR_RESPONSES)
