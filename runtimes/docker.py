@@ -39,6 +39,14 @@ from runtimes.docker_state import FINISHED_STATES, read_exit, wait_for_exit
 
 logger = logging.getLogger(__name__)
 
+
+def client_get(client: docker.DockerClient, name: str) -> Container | None:
+    try:
+        return client.containers.get(name)
+    except NotFound:
+        return None
+
+
 _T = TypeVar("_T")
 # At most this many attempts wait on their containers at once without queueing.
 _WAIT_THREADS = 256
@@ -205,19 +213,10 @@ class DockerRuntime:
             raise LookupError(name) from None
 
     def _start(self, spec: ContainerSpec) -> StartResult:
+        # Created first, looked up only if the name is taken: a first start (the common case)
+        # costs the engine two requests, not three.
         volumes = volumes_of(spec)
         client = self._client()
-        try:
-            existing = client.containers.get(spec.name)
-        except NotFound:
-            existing = None
-        if existing is not None:
-            if existing.status == "created":
-                # The worker died between create and start: this is still the first start.
-                self._start_created(existing, spec)
-            logger.info("reattached to container %s (%s)", spec.name, existing.status)
-            return StartResult(reattached=True)
-
         try:
             container = client.containers.create(**create_kwargs(spec, self._network_mode, volumes))
         except ImageNotFound as exc:
@@ -228,14 +227,25 @@ class DockerRuntime:
             ) from exc
         except APIError as exc:
             if exc.status_code == 409:
-                logger.info("container %s was created concurrently; reattaching", spec.name)
-                return StartResult(reattached=True)
+                return self._reattach(spec)
             if exc.is_client_error():
                 raise InvalidSpecError(f"cannot create {spec.name}: {_why(exc)}") from exc
             raise
         self._start_created(container, spec)
         logger.info("started container %s from %s", spec.name, spec.image)
         return StartResult(reattached=False)
+
+    def _reattach(self, spec: ContainerSpec) -> StartResult:
+        """The container already has the name (a retried start, a concurrent one)."""
+        existing = client_get(self._client(), spec.name)
+        if existing is None:
+            # Removed between our create and our look: the name is free again.
+            return self._start(spec)
+        if existing.status == "created":
+            # The worker died between create and start: this is still the first start.
+            self._start_created(existing, spec)
+        logger.info("reattached to container %s (%s)", spec.name, existing.status)
+        return StartResult(reattached=True)
 
     def _start_created(self, container: Container, spec: ContainerSpec) -> None:
         try:
