@@ -11,9 +11,10 @@ process, and measures in the same run, until the container has started (the engi
 2. fan-out: 40 one-off jobs posted by 8 concurrent clients until all 40 containers have
    started, against 40 bare schedules triggered by 8 clients (goal: ratio at most 1.3).
 
-The container is ``sleep 5`` in a FROM-scratch busybox image (no container of a round ends
-while the round starts others). Needs a Docker engine and
-/usr/bin/busybox. Usage: ``.venv/bin/python benchmarks/run_overhead.py [--repeat 7]
+The container is ``sleep 20`` in a FROM-scratch busybox image: no container of a fan-out ends
+while it starts others, and each fan-out starts once the engine runs none of the benchmark's
+containers. Which side goes first alternates from one measurement to the next. Needs a Docker
+engine and /usr/bin/busybox. Usage: ``.venv/bin/python benchmarks/run_overhead.py [--repeat 7]
 [--fanout-repeat 3]``. Figures and the machine they came from: docs/benchmarks.md.
 """
 
@@ -45,7 +46,7 @@ from temporalio.worker import Worker
 from api.app import create_app
 from core.settings import Settings
 from jobs.temporal import SEARCH_ATTRIBUTES
-from runtimes.base import LABEL_JOB_ID
+from runtimes.base import LABEL_DEPLOYMENT, LABEL_JOB_ID
 from store.migrate import upgrade
 from worker import build_worker
 
@@ -54,9 +55,9 @@ BARE_LABEL = "bench.bare-id"
 BARE_QUEUE = "bench-bare"
 FANOUT_JOBS = 40
 FANOUT_CLIENTS = 8
-# Long enough that no container of a round ends (and is cleaned up) while the round starts
-# others: what is measured is the start path only.
-COMMAND = ["sleep", "5"]
+# Long enough that no container of a fan-out ends (and is cleaned up) while the round starts
+# others: what is measured is the start path only. Each fan-out starts on a quiet engine.
+COMMAND = ["sleep", "20"]
 
 
 def build_image() -> None:
@@ -74,7 +75,9 @@ def build_image() -> None:
 class StartWatcher:
     """When each container started, by the engine's clock: ``docker events`` in a thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, deployment: str) -> None:
+        # Only this benchmark's containers: the engine may be shared.
+        self._ours = (f"{LABEL_DEPLOYMENT}={deployment}", BARE_LABEL)
         self._client = docker.from_env()
         self._events = self._client.events(
             decode=True, filters={"type": "container", "event": "start"}
@@ -98,6 +101,20 @@ class StartWatcher:
         while not all(key in self.starts for key in keys):
             await asyncio.sleep(0.005)
         return max(self.starts[key] for key in keys)
+
+    async def quiet(self) -> None:
+        """Until no container of the benchmark runs (the engine is idle for the next round)."""
+        while True:
+            running = await asyncio.to_thread(
+                lambda: [
+                    c
+                    for label in self._ours
+                    for c in self._client.containers.list(filters={"label": label})
+                ]
+            )
+            if not running:
+                return
+            await asyncio.sleep(0.5)
 
     def close(self) -> None:
         self._events.close()
@@ -168,9 +185,19 @@ async def timed(
 
 
 async def measure(
-    api: httpx.AsyncClient, client: Client, watcher: StartWatcher, count: int, clients: int
+    api: httpx.AsyncClient,
+    client: Client,
+    watcher: StartWatcher,
+    count: int,
+    clients: int,
+    *,
+    bare_first: bool = True,
+    quiet: bool = False,
 ) -> tuple[float, float]:
-    """One orchestrated and one bare measurement of ``count`` starts by ``clients``."""
+    """One bare and one orchestrated measurement of ``count`` starts by ``clients``.
+
+    With ``quiet``, each begins once the containers of the one before have ended.
+    """
     bare_ids = [await new_bare_schedule(client) for _ in range(count)]
     pending = iter(bare_ids)
 
@@ -179,8 +206,22 @@ async def measure(
         await client.get_schedule_handle(bare_id).trigger()
         return bare_id
 
-    bare = await timed(watcher, count, clients, trigger_bare)
-    orchestrated = await timed(watcher, count, clients, lambda: post_one_off(api))
+    async def bare_side() -> float:
+        if quiet:
+            await watcher.quiet()
+        return await timed(watcher, count, clients, trigger_bare)
+
+    async def orchestrated_side() -> float:
+        if quiet:
+            await watcher.quiet()
+        return await timed(watcher, count, clients, lambda: post_one_off(api))
+
+    if bare_first:
+        bare = await bare_side()
+        orchestrated = await orchestrated_side()
+    else:
+        orchestrated = await orchestrated_side()
+        bare = await bare_side()
     for bare_id in bare_ids:
         await client.get_schedule_handle(bare_id).delete()
     return bare, orchestrated
@@ -220,7 +261,7 @@ async def main(repeat: int, fanout_repeat: int) -> None:
     )
     await asyncio.to_thread(upgrade, settings.sqlalchemy_url)
     app = create_app(settings)
-    watcher = StartWatcher()
+    watcher = StartWatcher(settings.deployment)
     single: tuple[list[float], list[float]] = ([], [])
     fanout: tuple[list[float], list[float]] = ([], [])
     bare_worker = Worker(
@@ -232,15 +273,23 @@ async def main(repeat: int, fanout_repeat: int) -> None:
                 transport = httpx.ASGITransport(app=app)
                 async with httpx.AsyncClient(transport=transport, base_url="http://bench") as api:
                     await measure(api, env.client, watcher, 1, 1)  # warm-up
-                    for _ in range(repeat):
-                        for into, value in zip(
-                            single, await measure(api, env.client, watcher, 1, 1), strict=True
-                        ):
-                            into.append(value)
-                    for _ in range(fanout_repeat):
-                        await asyncio.sleep(8)  # let the previous round's containers end
+                    # Which side goes first alternates, so neither always meets the other's
+                    # leftovers.
+                    for i in range(repeat):
                         measured = await measure(
-                            api, env.client, watcher, FANOUT_JOBS, FANOUT_CLIENTS
+                            api, env.client, watcher, 1, 1, bare_first=i % 2 == 0
+                        )
+                        for into, value in zip(single, measured, strict=True):
+                            into.append(value)
+                    for i in range(fanout_repeat):
+                        measured = await measure(
+                            api,
+                            env.client,
+                            watcher,
+                            FANOUT_JOBS,
+                            FANOUT_CLIENTS,
+                            bare_first=i % 2 == 0,
+                            quiet=True,
                         )
                         for into, value in zip(fanout, measured, strict=True):
                             into.append(value)
