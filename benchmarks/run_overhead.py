@@ -109,7 +109,7 @@ class StartWatcher:
                 lambda: [
                     c
                     for label in self._ours
-                    for c in self._client.containers.list(filters={"label": label})
+                    for c in self._client.containers.list(sparse=True, filters={"label": label})
                 ]
             )
             if not running:
@@ -297,11 +297,17 @@ async def main(repeat: int, fanout_repeat: int) -> None:
         watcher.close()
         await env.shutdown()
         shutil.rmtree(data_dir, ignore_errors=True)
-        subprocess.run(
-            ["docker", "container", "prune", "-f", "--filter", f"label={BARE_LABEL}"],
-            check=False,
-            capture_output=True,
-        )
+        # The last round's containers outlive the worker (a worker leaves them for its next
+        # start to reattach to): this benchmark's own are removed, by their labels.
+        for label in (f"{LABEL_DEPLOYMENT}={settings.deployment}", BARE_LABEL):
+            listed = subprocess.run(
+                ["docker", "ps", "-aq", "--filter", f"label={label}"],
+                check=False,
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            if listed:
+                subprocess.run(["docker", "rm", "-f", *listed], check=False, capture_output=True)
     sys.stdout.write(
         "until the container has started (docker's start event)\n"
         + report("1. one job", *single, goal=1.2)
