@@ -29,7 +29,14 @@ from store.db import create_engine, create_sessionmaker
 from store.migrate import upgrade
 from store.models import Job, utcnow
 from supervision.run_reconciler import RunReconciler
-from tests.conftest import api_client, eventually, make_settings, unique_name, wait_for_status
+from tests.conftest import (
+    api_client,
+    eventually,
+    free_port,
+    make_settings,
+    unique_name,
+    wait_for_status,
+)
 from tests.jobs.test_scheduling import all_finished, runs_of
 from tests.store.test_store import postgres_url, reset_schema
 from worker import build_worker
@@ -252,3 +259,24 @@ async def test_a_claim_with_no_workflow_is_released_by_the_reconciler(
     assert (await api.post(f"/jobs/{orphan['job_id']}/trigger")).status_code == 200
     assert len(await all_finished(api, orphan["job_id"], 1)) == 1
     assert len(await runs_of(api, busy["job_id"])) == 1
+
+
+async def test_a_start_temporal_refuses_releases_the_claim_and_restores_the_job(
+    cluster: Cluster, busybox_image: str
+) -> None:
+    job = await cluster.create(image=busybox_image, command=["sh", "-c", "exit 3"], max_retries=0)
+    job_id = job["job_id"]
+    api = cluster.replicas[0]
+    failed = await wait_for_status(api, job_id, {"failed"})
+    # A third replica whose Temporal is unreachable: its start fails after its claim.
+    cut_off = cluster.settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    async with api_client(cut_off) as lost:
+        for path in ("retry", "trigger"):
+            answer = await lost.post(f"/jobs/{job_id}/{path}")
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error_type"] == "ServiceUnavailable"
+    after = (await api.get(f"/jobs/{job_id}")).json()
+    assert (after["status"], after["error_message"]) == ("failed", failed["error_message"])
+    assert (await api.post(f"/jobs/{job_id}/retry")).status_code == 200
+    runs = await all_finished(api, job_id, 2)
+    assert sorted(r["trigger"] for r in runs) == ["manual", "retry"]
