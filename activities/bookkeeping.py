@@ -9,11 +9,15 @@ from temporalio.exceptions import ApplicationError
 from core.errors import JobNotFound, OrchestratorError
 from core.settings import Settings
 from jobs.creation import JobCreator
+from store import claims, schedule_events
 from store import jobs as job_store
 from store import runs as run_store
+from store.models import Job
 from workflows.models import (
+    CLAIM_HELD,
     INVALID_JOB_SPEC,
     JOB_NOT_FOUND,
+    JOB_RUNNING,
     RECORD_RUN_STATUS,
     START_RUN,
     RunPlan,
@@ -22,6 +26,12 @@ from workflows.models import (
     TrainingSpec,
     Trigger,
 )
+
+# Overlap policies under which a firing that finds another run active (a manual one, say,
+# which the schedule does not see) waits for it, as Temporal buffers behind its own runs.
+# skip, cancel_other and terminate_other skip it (a run someone started is never cancelled by
+# a firing); allow_all runs it alongside, without the claim.
+WAITING_POLICIES = ("buffer_one", "buffer_all")
 
 
 class RunStoreActivities:
@@ -55,6 +65,10 @@ class RunStoreActivities:
                     ) from err
         async with self._sessions() as session:
             try:
+                skipped = await self._claim(session, request)
+                job = await job_store.get_job(session, request.job_id)
+                if skipped is not None:
+                    return self._plan(job, request.run_id, Trigger.SCHEDULE, skipped)
                 job, run = await run_store.start_run(
                     session,
                     request.job_id,
@@ -65,6 +79,8 @@ class RunStoreActivities:
                     if request.started_by_schedule
                     else Trigger.SDK,
                     scheduled_at=request.scheduled_at,
+                    trigger=request.trigger,
+                    actor=request.actor,
                 )
             except JobNotFound as err:
                 detail = (
@@ -72,15 +88,57 @@ class RunStoreActivities:
                     "with TrainingRunInput(job_id=..., job={...the body of POST /jobs...})"
                 )
                 raise ApplicationError(detail, type=JOB_NOT_FOUND, non_retryable=True) from err
+        return self._plan(job, run.run_id, Trigger(run.trigger))
+
+    async def _claim(self, session: AsyncSession, request: StartRunInput) -> str | None:
+        """Claim the job for this run; None when it may go on, else why the firing is skipped.
+
+        Raises:
+            ApplicationError: ``JobRunning`` (non-retryable) for an SDK start that lost the
+                claim; ``ClaimHeld`` (retried until the claim is free) for a firing that waits.
+        """
+        if request.allow_overlap:
+            return None
+        job = await job_store.get_job(session, request.job_id)
+        if job.active_run_id == request.run_id:
+            return None  # claimed by the API that started it: nothing to write
+        if await claims.claim(session, job.job_id, request.run_id):
+            return None
+        await session.refresh(job)
+        holder = job.active_run_id or job.latest_run_id
+        if not request.started_by_schedule:
+            raise ApplicationError(
+                f"job {job.job_id} has an active run ({holder}, {job.status}); "
+                "wait for it to end, or trigger with allow_overlap through the API",
+                type=JOB_RUNNING,
+                non_retryable=True,
+            )
+        trigger = await run_store.trigger_of(
+            session, job, Trigger.SCHEDULE, request.scheduled_at, request.started_at
+        )
+        policy = job.overlap_policy or "skip"
+        if trigger == Trigger.BACKFILL or policy in WAITING_POLICIES:
+            raise ApplicationError(f"waiting for run {holder} of {job.job_id}", type=CLAIM_HELD)
+        if policy == "allow_all":
+            return None
+        at = request.scheduled_at.isoformat() if request.scheduled_at else "now"
+        reason = (
+            f"firing {request.run_id} ({at}) skipped: run {holder} is active "
+            f"(overlap policy {policy})"
+        )
+        await schedule_events.record_skipped_firing(session, job.job_id, reason)
+        return reason
+
+    def _plan(self, job: Job, run_id: str, trigger: Trigger, skipped: str | None = None) -> RunPlan:
         settings = self._settings
         return RunPlan(
             job_id=job.job_id,
-            run_id=run.run_id,
+            run_id=run_id,
             name=job.name,
             # The row's columns carry the spec's names: one copy, validated by the contract.
             spec=TrainingSpec.model_validate(job, from_attributes=True),
             max_retries=job.max_retries,
-            trigger=Trigger(run.trigger),
+            trigger=trigger,
             retry_backoff_seconds=settings.retry_backoff_seconds,
             retry_backoff_max_seconds=settings.retry_backoff_max_seconds,
             heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
@@ -88,6 +146,7 @@ class RunStoreActivities:
             notify_timeout_seconds=settings.notify_timeout_seconds,
             host_loss_timeout_seconds=settings.host_loss_timeout_seconds,
             queue_poll_seconds=settings.queue_poll_seconds,
+            skipped=skipped,
         )
 
     @activity.defn(name=RECORD_RUN_STATUS)

@@ -41,7 +41,11 @@ async def remove_units(
     """Remove the attempt's units, or only those of incarnations before ``below``.
 
     An older incarnation is dead by construction: a newer one starts only after it died.
+    The first incarnation has none before it: no listing of the engine's units is made for it
+    (every attempt's start would otherwise list them all).
     """
+    if below is not None and below <= 1:
+        return
     for incarnation, name in await units_of(runtime, run_id, attempt):
         if below is None or incarnation < below:
             await runtime.remove(name)

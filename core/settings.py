@@ -164,6 +164,9 @@ class Settings(BaseSettings):
     # How long the SQL-Temporal reconciler's leadership lasts unless renewed (each tick
     # renews it): a dead leader is replaced within this. Keep it above the interval.
     leader_lease_seconds: float = Field(default=90.0, gt=0)
+    # A job's claim (its one active run) with no workflow behind it for this long is released
+    # by the worker's reconciler: an API that died between claim and start_workflow.
+    claim_grace_seconds: float = Field(default=120.0, gt=0)
     backfill_max_firings: int = Field(default=1000, ge=1)
     # The longest range one backfill may cover (dry run or not).
     backfill_max_range_days: int = Field(default=3660, ge=1, le=366_000)

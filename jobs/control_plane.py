@@ -35,6 +35,7 @@ from jobs.service import JobService
 from jobs.temporal import TemporalConnection
 from store import leases
 from store.counters import fold_deltas
+from supervision.claims import release_stale_claims
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class TickReport:
     schedules_mirrored: int = 0
     runs_finished: int = 0
     deltas_folded: int = 0
+    claims_released: int = 0
 
 
 class ControlPlaneReconciler:
@@ -106,6 +108,14 @@ class ControlPlaneReconciler:
             report.runs_finished = await (await self.finder()).finish()
         except Exception as err:
             logger.warning("closed-run reconciliation failed: %s", err)
+        try:
+            report.claims_released = await release_stale_claims(
+                self._sessions,
+                await self._temporal.client(),
+                timedelta(seconds=self._settings.claim_grace_seconds),
+            )
+        except Exception as err:
+            logger.warning("releasing stale claims failed: %s", err)
         try:
             async with self._sessions() as session:
                 report.deltas_folded = await fold_deltas(session)

@@ -1,8 +1,10 @@
 """The one way a job comes into being: from ``POST /jobs`` or from an SDK start.
 
-Both paths validate the same spec (notification routing included), journal the schedule
-change before the row is committed, and undo the row if the schedule cannot be created; if
-the process dies in between, the reconciler replays the journal entry.
+Both paths validate the same spec (notification routing included), commit the schedule's
+journal entry with the row, and undo the row if the schedule cannot be created; if the process
+dies in between, the reconciler replays the journal entry. A one-off job from the API is
+created claimed by its first run (``store.claims``), whose workflow is started directly, at the
+same time as the schedule (which has no spec: it is there so the Temporal UI shows every job).
 
 Python users may start ``TrainingJobWorkflow`` with the Temporal SDK for a job id the
 orchestrator does not know, passing the body of ``POST /jobs`` in the input: the job is then
@@ -11,6 +13,7 @@ registered as a one-off job under the caller's id, and the caller's own run is i
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 from typing import Any
@@ -25,11 +28,12 @@ from core.settings import Settings
 from jobs.definition_sync import holding_entry
 from jobs.notification_rules import validate_job_notifications
 from jobs.requests import JobCreate
+from jobs.run_starts import new_run_id
 from jobs.spec_size import check_spec_size
 from jobs.temporal import JobSchedules
 from store import audit, journal
 from store import jobs as job_store
-from store.models import Job
+from store.models import Job, utcnow
 from workflows.models import Trigger
 
 JOB_ID_FORMAT = re.compile(r"train-[0-9a-f]{8}")
@@ -107,19 +111,21 @@ class JobCreator:
                 await refuse_nested_checkpoint_path(
                     session, job_store.default_checkpoint_path(job_id), None
                 )
-            trigger = Trigger.MANUAL.value if run_now else None
+            # A one-off job is created claimed by its first run, so nothing else starts first.
+            run_id = new_run_id(job_id, Trigger.MANUAL) if run_now else None
             job = job_store.new_job(
                 job_id,
                 body.model_dump(),
-                pending_trigger=trigger,
-                pending_actor=actor if run_now else None,
+                active_run_id=run_id,
+                claimed_at=utcnow() if run_id else None,
                 created_by=actor,
                 updated_by=actor,
             )
             # From the journal entry to its clearing within the deadline the replay's grace
             # counts on (jobs/definition_sync.py).
             async with holding_entry(timedelta(seconds=self._settings.rpc_timeout_seconds)):
-                await journal.journal_schedule_change(session, job_id)
+                # The journal entry and the row in one transaction: both or neither.
+                journal.stage_schedule_change(session, job_id)
                 audit.record_change(session, actor, "create", job_id)
                 session.add(job)
                 try:
@@ -128,13 +134,34 @@ class JobCreator:
                     await session.commit()
                 except IntegrityError:
                     await session.rollback()
-                    await journal.clear_schedule_change(session, job_id)
                     raise DuplicateJobName(body.name) from None
                 try:
-                    await self._schedules.create(job, trigger_now=run_now)
+                    await self._create_in_temporal(job, run_id, actor)
                 except BaseException:
                     await job_store.delete_job_rows(session, job_id)
                     await session.commit()
                     raise
                 await journal.clear_schedule_change(session, job_id)
             return job
+
+    async def _create_in_temporal(self, job: Job, run_id: str | None, actor: str) -> None:
+        """The job's schedule and, for a one-off job, its run: both at once, or neither."""
+        if run_id is None:
+            await self._schedules.create(job)
+            return
+        created, started = await asyncio.gather(
+            self._schedules.create(job),
+            self._schedules.start_run(
+                job, run_id, Trigger.MANUAL, allow_overlap=False, actor=actor
+            ),
+            return_exceptions=True,
+        )
+        failure = next((r for r in (created, started) if isinstance(r, BaseException)), None)
+        if failure is None:
+            return
+        # Undo the half that happened; the row is deleted by the caller.
+        if not isinstance(started, BaseException):
+            await self._schedules.terminate_run(run_id, "its job could not be created")
+        if not isinstance(created, BaseException):
+            await self._schedules.delete(job.job_id)
+        raise failure

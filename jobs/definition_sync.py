@@ -47,6 +47,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.errors import DuplicateJobName, JobNotFound, PreconditionFailed, ServiceUnavailable
+from jobs.run_starts import RunStarts
 from jobs.schedule_parts import DEFINITION, SchedulePart, parts_of
 from jobs.temporal import JobSchedules
 from store import audit, journal, schedule_events
@@ -115,10 +116,17 @@ class DefinitionSync:
         sessions: async_sessionmaker[AsyncSession],
         schedules: JobSchedules,
         rpc_timeout: timedelta,
+        starts: RunStarts | None = None,
     ) -> None:
         self._sessions = sessions
         self._schedules = schedules
         self._rpc_timeout = rpc_timeout
+        # Starts a one-off job's run whose creation died before it (the replay).
+        self._starts = starts
+
+    @staticmethod
+    def _never_ran(job: Job) -> bool:
+        return job.latest_run_id is None and job.schedule is None
 
     async def update(
         self,
@@ -214,25 +222,32 @@ class DefinitionSync:
             entries = await journal.pending_entries(session, older_than)
         for entry in entries:
             async with holding_entry(self._rpc_timeout), self._sessions() as session:
-                await self._repair(session, entry)
+                unstarted = await self._repair(session, entry)
                 await session.commit()
+                if unstarted is not None and self._starts is not None:
+                    # Once the row's lock is let go: the start claims the job in SQL.
+                    await self._starts.start_claimed(unstarted)
                 await journal.clear_entry(session, entry)
             logger.info("reconciled schedule of %s with SQL", entry.job_id)
             repaired += 1
         return repaired
 
-    async def _repair(self, session: AsyncSession, entry: journal.JournalEntry) -> None:
-        """Make the schedule match the row (or its absence), holding the row's lock."""
+    async def _repair(self, session: AsyncSession, entry: journal.JournalEntry) -> Job | None:
+        """Make the schedule match the row (or its absence), holding the row's lock; the
+        one-off job whose run never started, if that is what its creation left."""
         job_id = entry.job_id
         if not await job_store.lock_job(session, job_id):
             await self._schedules.delete(job_id)
-            return
+            return None
         job = await job_store.get_job_fresh(session, job_id)
         if await self._schedules.exists(job_id):
             # The pause state only if the journalled change was about it: a pause made in
             # the Temporal UI or CLI since then stays.
             parts = DEFINITION | (SchedulePart(entry.parts) & SchedulePart.PAUSED)
             await self._schedules.update(job, parts)
+            # Its creation died between the schedule and its claimed run's start.
+            never_ran = self._never_ran(job) and job.active_run_id is not None
         else:
-            never_ran = job.latest_run_id is None and job.schedule is None
-            await self._schedules.create(job, trigger_now=never_ran)
+            never_ran = self._never_ran(job)
+            await self._schedules.create(job)
+        return job if never_ran else None

@@ -205,6 +205,9 @@ class ScheduleView(BaseModel):
     note: str | None
     next_run_times: list[FiringTime]
     skipped_overlap: int
+    # Firings skipped because a run the schedule did not start (a manual run, a retry) was
+    # active; each is also in ``events`` as ``skipped``, with its reason.
+    skipped_active_run: int = 0
     missed_catchup_window: int
     running_runs: list[str]
     events: list[ScheduleEventResponse]

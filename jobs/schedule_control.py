@@ -17,15 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import ScheduleActionExecutionStartWorkflow, ScheduleDescription
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.errors import InvalidInput, JobNotFound, JobRunning, ServiceUnavailable
+from core.errors import InvalidInput, JobNotFound, ServiceUnavailable
 from core.settings import Settings
 from jobs.requests import BackfillRequest
 from jobs.responses import BackfillResponse, FiringTime, ScheduleEventResponse, ScheduleView
+from jobs.run_starts import RunStarts
 from jobs.temporal import JobSchedules
 from store import audit, journal, schedule_events
 from store import jobs as job_store
 from store.models import Job
-from workflows.models import JobStatus
+from workflows.models import Trigger
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class SchedulingService:
         self._sessions = sessions
         self._schedules = schedules
         self._settings = settings
+        self._starts = RunStarts(sessions, schedules)
 
     async def describe(self, job: Job) -> ScheduleDescription | None:
         """Like :meth:`refresh`, but None while Temporal cannot answer."""
@@ -105,6 +107,7 @@ class SchedulingService:
         async with self._sessions() as session:
             events = await schedule_events.recent_events(session, job_id)
             history = [ScheduleEventResponse.model_validate(e) for e in events]
+            skipped = await schedule_events.count_skipped_firings(session, job_id)
         return ScheduleView(
             job_id=job_id,
             schedule=job.schedule,
@@ -115,6 +118,7 @@ class SchedulingService:
             if state.paused
             else [firing(t, job.timezone) for t in info.next_action_times[:NEXT_RUN_TIMES]],
             skipped_overlap=info.num_actions_skipped_overlap,
+            skipped_active_run=skipped,
             missed_catchup_window=info.num_actions_missed_catchup_window,
             running_runs=[
                 action.workflow_id
@@ -139,16 +143,16 @@ class SchedulingService:
             await self.describe(await job_store.get_job(session, job_id))
 
     async def trigger(self, job_id: str, allow_overlap: bool, actor: str) -> None:
-        """Start a run now; never dropped by the overlap policy. 409 while one runs."""
-        async with self._sessions() as session:
-            job = await job_store.get_job(session, job_id)
-            if JobStatus(job.status).is_active and not allow_overlap:
-                raise JobRunning(job_id, job.status, "trigger (send allow_overlap: true)")
-            job.pending_trigger = "manual"
-            job.pending_actor = actor
-            audit.record_change(session, actor, "trigger", job_id)
-            await session.commit()
-        await self._schedules.trigger(job_id, job.started_at)
+        """Start a run now, whatever the overlap policy; 409 while one is active, unless
+        ``allow_overlap`` (the run then holds no claim)."""
+        await self._starts.start(
+            job_id,
+            Trigger.MANUAL,
+            allow_overlap=allow_overlap,
+            action="trigger (send allow_overlap: true)",
+            actor=actor,
+            audit_action="trigger",
+        )
 
     async def backfill(self, job_id: str, request: BackfillRequest, actor: str) -> BackfillResponse:
         async with self._sessions() as session:

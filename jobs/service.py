@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.errors import DuplicateJobName, JobRunning
+from core.errors import DuplicateJobName
 from core.secret_env import check_secret_env
 from core.settings import Settings
 from jobs import views
@@ -23,14 +23,15 @@ from jobs.definition_sync import DefinitionSync, check_if_match
 from jobs.notification_rules import validate_job_notifications
 from jobs.paging import decode_cursor, encode_cursor
 from jobs.requests import JobUpdate
-from jobs.responses import JobResponse, Stats
+from jobs.responses import FiringTime, JobResponse, Stats
+from jobs.run_starts import RunStarts, refuse
 from jobs.schedule_control import SchedulingService
 from jobs.spec_size import check_spec_size
 from jobs.temporal import JobSchedules
-from store import audit
+from store import claims
 from store import jobs as job_store
 from store.models import Job, utcnow
-from workflows.models import JobStatus
+from workflows.models import JobStatus, Trigger
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +50,12 @@ class JobService:
         self._schedules = schedules
         self._settings = settings
         self._scheduling = scheduling
+        self._starts = RunStarts(sessions, schedules)
         self._definitions = DefinitionSync(
-            sessions, schedules, timedelta(seconds=settings.rpc_timeout_seconds)
+            sessions,
+            schedules,
+            timedelta(seconds=settings.rpc_timeout_seconds),
+            self._starts,
         )
 
     async def get(self, job_id: str) -> JobResponse:
@@ -59,9 +64,16 @@ class JobService:
         # The session is closed first: a request never holds two pooled connections.
         return await self.view(job)
 
-    async def view(self, job: Job) -> JobResponse:
-        """A single-job response: read from Temporal too (next run times, pause state)."""
-        next_times = await self._scheduling.next_run_times(job)
+    async def view(self, job: Job, *, created: bool = False) -> JobResponse:
+        """A single-job response: read from Temporal too (next run times, pause state).
+
+        A one-off job ``created`` just now has no firings to ask Temporal about: its schedule
+        was written from this row a moment ago, with no spec.
+        """
+        if created and not job.schedule:
+            next_times: list[FiringTime] | None = []
+        else:
+            next_times = await self._scheduling.next_run_times(job)
         async with self._sessions() as session:
             response = await views.job_view(session, job)
             response.latest_run_notifications = await views.deliveries(session, job.latest_run_id)
@@ -160,38 +172,20 @@ class JobService:
             await self._definitions.delete(session, job_id, if_match, recheck, actor)
 
     async def retry(self, job_id: str, actor: str) -> Job:
-        async with self._sessions() as session:
-            job = await job_store.get_job(session, job_id)
-            _refuse_if_active(job, "retry")
-            previous_start = job.started_at
-            previous: dict[str, Any] = {
-                "status": job.status,
-                "retry_count": job.retry_count,
-                "error_message": job.error_message,
-                "started_at": job.started_at,
-                "completed_at": job.completed_at,
-                "pending_trigger": job.pending_trigger,
-                "pending_actor": job.pending_actor,
-                "updated_at": job.updated_at,
-            }
-            job.status = JobStatus.PENDING.value
-            job.retry_count = 0
-            job.error_message = None
-            job.started_at = None
-            job.completed_at = None
-            job.pending_trigger = "retry"
-            job.pending_actor = actor
-            job.updated_at = utcnow()
-            audit.record_change(session, actor, "retry", job_id)
-            await session.commit()
-            try:
-                await self._schedules.trigger(job_id, previous_start)
-            except BaseException:
-                for key, value in previous.items():
-                    setattr(job, key, value)
-                await session.commit()
-                raise
-            return job
+        """Reset the job to ``pending`` and start a run with trigger ``retry``; 409 if active."""
+        return await self._starts.start(
+            job_id,
+            Trigger.RETRY,
+            action="retry",
+            actor=actor,
+            audit_action="retry",
+            status=JobStatus.PENDING.value,
+            retry_count=0,
+            error_message=None,
+            started_at=None,
+            completed_at=None,
+            updated_at=utcnow(),
+        )
 
     async def reconcile(self, older_than: timedelta) -> int:
         """Replay journal entries older than ``older_than``; returns how many were repaired."""
@@ -199,5 +193,5 @@ class JobService:
 
 
 def _refuse_if_active(job: Job, action: str) -> None:
-    if JobStatus(job.status).is_active:
-        raise JobRunning(job.job_id, job.status, action)
+    if claims.has_active_run(job):
+        raise refuse(job, action)

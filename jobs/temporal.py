@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -26,7 +27,12 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -40,6 +46,7 @@ from workflows.models import (
     TRIGGER_ATTRIBUTE,
     WORKFLOW_NAME,
     TrainingRunInput,
+    Trigger,
 )
 
 logger = logging.getLogger(__name__)
@@ -62,10 +69,6 @@ OVERLAP_POLICIES = {
 LIST_PAGE_SIZE = 1000
 # Temporal's own default, used when a job does not set catchup_window_seconds.
 DEFAULT_CATCHUP_WINDOW = timedelta(days=365)
-# How long a trigger is remembered for pacing (triggers are paced a second apart).
-_PACE_MEMORY = timedelta(seconds=5)
-# Triggers of one job share a lock (they are paced); other jobs' do not wait for them.
-_TRIGGER_LOCK_STRIPES = 64
 
 
 def schedule_spec(job: Job) -> ScheduleSpec:
@@ -135,9 +138,6 @@ class JobSchedules:
         self._temporal = temporal
         self._task_queue = task_queue
         self._timeout = rpc_timeout
-        self._last_trigger: dict[str, datetime] = {}
-        # Striped by job id: triggers of one job are paced, other jobs' do not wait for them.
-        self._trigger_locks = [asyncio.Lock() for _ in range(_TRIGGER_LOCK_STRIPES)]
 
     async def _handle(self, job_id: str) -> ScheduleHandle:
         return (await self._temporal.client()).get_schedule_handle(job_id)
@@ -149,16 +149,13 @@ class JobSchedules:
             # Temporal appends the firing time, so every run's workflow id starts with job_id.
             id=job.job_id,
             task_queue=self._task_queue,
-            typed_search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(JOB_ID_ATTR, job.job_id),
-                    SearchAttributePair(JOB_NAME_ATTR, job.name),
-                ]
-            ),
-            memo={"job_name": job.name, "image": job.image},
+            typed_search_attributes=_run_attributes(job, None),
+            memo=_run_memo(job),
         )
 
-    async def create(self, job: Job, *, trigger_now: bool) -> None:
+    async def create(self, job: Job, *, trigger_now: bool = False) -> None:
+        """The job's schedule; ``trigger_now`` fires it once at creation (the API no longer
+        does: it starts a one-off job's run itself, see :meth:`start_run`)."""
         schedule = Schedule(
             action=self._action(job),
             spec=schedule_spec(job),
@@ -278,30 +275,59 @@ class JobSchedules:
             if not token:
                 return states
 
-    async def trigger(self, job_id: str, latest_start: datetime | None) -> None:
-        """Start a run now; never dropped by the overlap policy.
+    async def start_run(
+        self,
+        job: Job,
+        run_id: str,
+        trigger: Trigger,
+        *,
+        allow_overlap: bool,
+        actor: str | None = None,
+    ) -> None:
+        """Start one run of ``job`` now, as workflow ``run_id``, with what schedule runs carry.
 
-        Temporal names a triggered run ``<job_id>-<time to the second>``: a trigger in the
-        same second as the previous one (or as the start of the latest run) would reuse
-        that id and be dropped without an error, so triggers of a job are paced a second
-        apart in this process.
+        Manual runs and retries start here rather than through the schedule: the schedule
+        would name the run ``<job_id>-<time to the second>`` and drop a second one within
+        the same second.
         """
-        async with self._trigger_locks[hash(job_id) % _TRIGGER_LOCK_STRIPES]:
-            floors = [t for t in (latest_start, self._last_trigger.get(job_id)) if t is not None]
-            if floors:
-                next_second = max(floors).replace(microsecond=0) + timedelta(seconds=1)
-                delay = (next_second - datetime.now(UTC)).total_seconds()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            await (await self._handle(job_id)).trigger(
-                overlap=ScheduleOverlapPolicy.ALLOW_ALL, rpc_timeout=self._timeout
+        client = await self._temporal.client()
+        await client.start_workflow(
+            WORKFLOW_NAME,
+            TrainingRunInput(
+                job_id=job.job_id, trigger=trigger, allow_overlap=allow_overlap, actor=actor
+            ),
+            id=run_id,
+            task_queue=self._task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=_run_attributes(job, trigger),
+            memo=_run_memo(job),
+            rpc_timeout=self._timeout,
+        )
+
+    async def terminate_run(self, run_id: str, reason: str) -> None:
+        """End a run that must not go on (its job was undone); one already gone is fine."""
+        client = await self._temporal.client()
+        try:
+            await client.get_workflow_handle(run_id).terminate(
+                reason=reason, rpc_timeout=self._timeout
             )
-            now = datetime.now(UTC)
-            self._last_trigger[job_id] = now
-            # Only the last second matters: forget older triggers, so the map stays small.
-            stale = [key for key, at in self._last_trigger.items() if now - at > _PACE_MEMORY]
-            for key in stale:
-                del self._last_trigger[key]
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+
+
+def _run_attributes(job: Job, trigger: Trigger | None) -> TypedSearchAttributes:
+    pairs = [
+        SearchAttributePair(JOB_ID_ATTR, job.job_id),
+        SearchAttributePair(JOB_NAME_ATTR, job.name),
+    ]
+    if trigger is not None:
+        pairs.append(SearchAttributePair(TRIGGER_ATTR, trigger.value))
+    return TypedSearchAttributes(pairs)
+
+
+def _run_memo(job: Job) -> dict[str, Any]:
+    return {"job_name": job.name, "image": job.image}
 
 
 async def register_search_attributes(client: Client, namespace: str) -> None:

@@ -11,6 +11,7 @@ import logging
 import math
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 import docker
@@ -43,7 +44,17 @@ from runtimes.docker_state import FINISHED_STATES, read_exit, wait_for_exit
 
 logger = logging.getLogger(__name__)
 
+
+def client_get(client: docker.DockerClient, name: str) -> Container | None:
+    try:
+        return client.containers.get(name)
+    except NotFound:
+        return None
+
+
 _T = TypeVar("_T")
+# At most this many attempts wait on their containers at once without queueing.
+_WAIT_THREADS = 256
 
 
 class DockerRuntime:
@@ -82,6 +93,10 @@ class DockerRuntime:
         self._hardening = hardening or Hardening()
         self._docker: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
+        # Waits block a thread for up to a poll interval per running attempt: on threads of
+        # their own, so that many running attempts never hold up the starts of others in the
+        # loop's small default pool. Threads are made on demand.
+        self._wait_threads = ThreadPoolExecutor(_WAIT_THREADS, thread_name_prefix="docker-wait")
 
     async def start(self, spec: ContainerSpec) -> StartResult:
         """Create and start the container, or reattach to one that already has the name.
@@ -123,7 +138,7 @@ class DockerRuntime:
             LookupError: No container has this name.
             RuntimeUnavailableError: The engine cannot be reached (it may be restarting).
         """
-        return await self._call(self._wait, name, timeout)
+        return await self._call(self._wait, name, timeout, threads=self._wait_threads)
 
     async def exit_details(self, name: str) -> UnitExit:
         """How the exited container ended: out of memory, or killed by an engine restart.
@@ -158,9 +173,13 @@ class DockerRuntime:
         """``(name, labels, running)`` of every container carrying the job-id label."""
         return await self._call(self._list_units)
 
-    async def _call(self, work: Callable[..., _T], *args: Any) -> _T:
+    async def _call(
+        self, work: Callable[..., _T], *args: Any, threads: ThreadPoolExecutor | None = None
+    ) -> _T:
         """Run ``work`` on a thread; an engine that cannot be talked to is unavailable."""
         try:
+            if threads is not None:
+                return await asyncio.get_running_loop().run_in_executor(threads, work, *args)
             return await asyncio.to_thread(work, *args)
         except (requests.RequestException, DockerException) as exc:
             if not is_transport_error(exc):
@@ -202,19 +221,10 @@ class DockerRuntime:
             raise LookupError(name) from None
 
     def _start(self, spec: ContainerSpec) -> StartResult:
+        # Created first, looked up only if the name is taken: a first start (the common case)
+        # costs the engine two requests, not three.
         mounts = mounts_of(spec, self._hardening.user)
         client = self._client()
-        try:
-            existing = client.containers.get(spec.name)
-        except NotFound:
-            existing = None
-        if existing is not None:
-            if existing.status == "created":
-                # The worker died between create and start: this is still the first start.
-                self._start_created(existing, spec)
-            logger.info("reattached to container %s (%s)", spec.name, existing.status)
-            return StartResult(reattached=True)
-
         try:
             container = client.containers.create(
                 **create_kwargs(spec, self._network_mode, mounts, self._hardening)
@@ -227,14 +237,25 @@ class DockerRuntime:
             ) from exc
         except APIError as exc:
             if exc.status_code == 409:
-                logger.info("container %s was created concurrently; reattaching", spec.name)
-                return StartResult(reattached=True)
+                return self._reattach(spec)
             if exc.is_client_error():
                 raise InvalidSpecError(f"cannot create {spec.name}: {_why(exc)}") from exc
             raise
         self._start_created(container, spec)
         logger.info("started container %s from %s", spec.name, spec.image)
         return StartResult(reattached=False)
+
+    def _reattach(self, spec: ContainerSpec) -> StartResult:
+        """The container already has the name (a retried start, a concurrent one)."""
+        existing = client_get(self._client(), spec.name)
+        if existing is None:
+            # Removed between our create and our look: the name is free again.
+            return self._start(spec)
+        if existing.status == "created":
+            # The worker died between create and start: this is still the first start.
+            self._start_created(existing, spec)
+        logger.info("reattached to container %s (%s)", spec.name, existing.status)
+        return StartResult(reattached=True)
 
     def _start_created(self, container: Container, spec: ContainerSpec) -> None:
         try:

@@ -71,6 +71,11 @@ async def journal_schedule_change(
     raise RuntimeError(f"could not journal the schedule change of {job_id}")
 
 
+def stage_schedule_change(session: AsyncSession, job_id: str) -> None:
+    """Add the entry of a job that is being created to the transaction that adds its row."""
+    session.add(ScheduleSync(job_id=job_id, requested_at=utcnow(), parts=0))
+
+
 async def clear_schedule_change(
     session: AsyncSession, job_id: str, token: str | None = None
 ) -> bool:

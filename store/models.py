@@ -85,7 +85,8 @@ class Job(Base):
     completed_at: Mapped[datetime | None]
     error_message: Mapped[str | None] = mapped_column(Text)
     latest_run_id: Mapped[str | None] = mapped_column(String(255))
-    # Why the next run starts (`retry`, `manual`), consumed by that run; None means the spec.
+    # Before 0.4: why the next schedule-triggered run starts (`retry`, `manual`), consumed by
+    # that run. Never written any more; still read for runs triggered before the upgrade.
     pending_trigger: Mapped[str | None] = mapped_column(String(16))
     # Who asked for that run (an API key's name), consumed with it.
     pending_actor: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
@@ -93,6 +94,10 @@ class Job(Base):
     updated_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     # Order in the capacity queue: higher first, then the run's start (submission) time.
     priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The claim: the workflow id of the job's one active run (see store/claims.py), taken with
+    # a conditional UPDATE so that two API replicas or workers cannot both win it.
+    active_run_id: Mapped[str | None] = mapped_column(String(255))
+    claimed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     # Bumped by every change of the definition made through PUT; the ETag is derived from it,
@@ -105,6 +110,7 @@ class Job(Base):
         # Keyset pages: (created_at, job_id) is the order of GET /jobs.
         Index("ix_jobs_created_at_job_id", "created_at", "job_id"),
         Index("ix_jobs_status_created_at_job_id", "status", "created_at", "job_id"),
+        Index("ix_jobs_claimed_at", "claimed_at"),
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store import claims
 from store.jobs import get_job
 from store.models import Attempt, Backfill, Job, NotificationDelivery, Run, utcnow
 from workflows.models import JobStatus
@@ -22,6 +23,8 @@ async def start_run(
     started_at: datetime,
     default_trigger: str,
     scheduled_at: datetime | None = None,
+    trigger: str | None = None,
+    actor: str | None = None,
 ) -> tuple[Job, Run]:
     """Create the run record (once per execution) and make it the job's latest, running run."""
     job = await get_job(session, job_id)
@@ -36,7 +39,8 @@ async def start_run(
         await session.flush()
         run = None
     if run is None:
-        trigger = await _trigger_of(session, job, default_trigger, scheduled_at, started_at)
+        if trigger is None:
+            trigger = await trigger_of(session, job, default_trigger, scheduled_at, started_at)
         run = Run(
             run_id=run_id,
             execution_id=execution_id,
@@ -52,7 +56,10 @@ async def start_run(
             started_at=started_at,
             updated_at=started_at,
         )
-        if trigger == job.pending_trigger:
+        if actor is not None:
+            run.triggered_by = actor  # the API's own start: who asked is in the run's input
+        elif trigger == job.pending_trigger:
+            # A run triggered through the schedule by an API from before direct starts.
             run.triggered_by = job.pending_actor
             job.pending_trigger = job.pending_actor = None
         elif trigger == "backfill":
@@ -73,14 +80,19 @@ async def start_run(
 _BACKFILL_LAG = timedelta(seconds=60)
 
 
-async def _trigger_of(
+async def trigger_of(
     session: AsyncSession,
     job: Job,
     default_trigger: str,
     scheduled_at: datetime | None,
     started_at: datetime,
 ) -> str:
-    """Why a run started: a recorded intent (backfill range, retry, manual), else the default."""
+    """Why a run the API did not start started: a backfill's range, else the default.
+
+    ``pending_trigger`` is no longer written (the API starts manual runs and retries itself,
+    with the trigger in their input); it is still read for runs triggered through the
+    schedule by an API from before 0.4, which may start after the upgrade.
+    """
     if scheduled_at is not None and started_at - scheduled_at > _BACKFILL_LAG:
         backfill = await session.scalar(
             select(Backfill.id)
@@ -150,6 +162,9 @@ async def record_run_status(
     run.completed_at = at if status.is_final else None
     run.updated_at = at
 
+    if status.is_final:
+        # Only the claim's own run releases it (a run started with allow_overlap holds none).
+        await claims.release(session, job_id, run_id)
     job = await session.get(Job, job_id)
     if job is not None and job.latest_run_id == run_id:
         job.status = status.value
@@ -193,6 +208,8 @@ async def finish_run_if_active(
     if getattr(changed, "rowcount", 0) != 1:
         await session.rollback()  # the run ended on its own meanwhile: its status stands
         return False
+    # The run is over: its claim (if it holds the job's) goes with it, as in record_run_status.
+    await claims.release(session, job_id, run_id)
     await session.commit()
     return True
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from store.models import Backfill, Job, ScheduleEvent, utcnow
 
 RECENT_EVENTS = 100
+# A schedule firing that did not run because another run held the job.
+SKIPPED = "skipped"
 
 
 def add_pause_event(
@@ -123,3 +125,19 @@ async def record_backfill(
         Backfill(job_id=job_id, start_at=start, end_at=end, created_at=utcnow(), actor=actor)
     )
     await session.commit()
+
+
+async def record_skipped_firing(session: AsyncSession, job_id: str, reason: str) -> None:
+    """Count a firing that did not run, with its reason (commits); no run row is made."""
+    event = ScheduleEvent(job_id=job_id, event=SKIPPED, note=reason, actor="schedule", at=utcnow())
+    session.add(event)
+    await session.commit()
+
+
+async def count_skipped_firings(session: AsyncSession, job_id: str) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(ScheduleEvent)
+        .where(ScheduleEvent.job_id == job_id, ScheduleEvent.event == SKIPPED)
+    )
+    return int(count or 0)

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class ReconcileReport:
     units_removed: int = 0
+    claims_released: int = 0
 
 
 class RunReconciler:

@@ -39,6 +39,11 @@ with workflow.unsafe.imports_passed_through():
 PULL_IMAGE_PATCH = "pull-image-activity"
 # the attempt activity retried without limit, counting infrastructure failures itself.
 UNLIMITED_ATTEMPT_RETRIES = "attempt-retries-unlimited-infra-counted-by-activity"
+# Release 0.4, in workflows/training.py: start_run is told the API's trigger and whether the
+# run may overlap (it claims the job, or skips a schedule firing), a skipped firing ends the
+# run at once, the RUNNING notification goes out concurrently with the first attempt, and only
+# the search attributes and memo the start did not set are upserted.
+DIRECT_STARTS_PATCH = "direct-starts-claimed-running-notice-concurrent"
 # A training container can run for days and a pull for hours: the heartbeat timeout is what
 # detects a lost worker, never a limit on the whole.
 _ACTIVITY_TIMEOUT = timedelta(days=30)

@@ -31,6 +31,10 @@ CAPACITY_FREED_SIGNAL = "capacity_freed"
 JOB_NOT_FOUND = "JobNotFound"
 INVALID_JOB_SPEC = "InvalidJobSpec"
 TRAINING_FAILED = "TrainingFailed"
+# Another run holds the job's claim (its one active run): an SDK start that lost it.
+JOB_RUNNING = "JobRunning"
+# A schedule firing waiting for the job's claim (buffer policies, backfills): retried.
+CLAIM_HELD = "ClaimHeld"
 RUNTIME_UNAVAILABLE = "RuntimeUnavailable"
 INVALID_SPEC = "InvalidSpec"
 IMAGE_UNAVAILABLE = "ImageUnavailable"
@@ -61,7 +65,11 @@ class JobStatus(StrEnum):
 
     @property
     def is_active(self) -> bool:
-        """A run in this status still owns the job: PUT, DELETE and retry must wait."""
+        """A run in this status owns the job: PUT, DELETE, retry and trigger must wait.
+
+        A job is also active while a ``pending`` run holds its claim; the one test of both is
+        ``store.claims.has_active_run``.
+        """
         return self in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING)
 
     @property
@@ -122,10 +130,20 @@ class TrainingRunInput(BaseModel):
     ``job`` is for SDK clients starting a run of a job the orchestrator does not know yet:
     the body of ``POST /jobs`` (name, image, command, ...). The job is then registered as a
     one-off job. Schedules never set it: their runs read the job's current spec from SQL.
+
+    ``trigger`` is set by the API on the runs it starts itself (manual, retry); schedules and
+    SDK clients leave it out and the run finds its trigger (schedule, backfill, sdk).
+    ``allow_overlap`` runs it without the job's claim (``POST .../trigger`` with
+    ``allow_overlap``); otherwise the run holds the claim, or fails (an SDK start) or is
+    skipped (a schedule firing under ``skip``) when another run holds it.
     """
 
     job_id: str
     job: dict[str, Any] | None = None
+    trigger: Trigger | None = None
+    allow_overlap: bool = False
+    # The API key name that asked for the run (manual, retry), recorded as its triggered_by.
+    actor: str | None = None
 
 
 class StartRunInput(BaseModel):
@@ -137,6 +155,10 @@ class StartRunInput(BaseModel):
     # The firing a schedule started this run for (TemporalScheduledStartTime).
     scheduled_at: datetime | None = None
     job: dict[str, Any] | None = None
+    trigger: Trigger | None = None
+    allow_overlap: bool = False
+    # The API key name that asked for the run (manual, retry), recorded as its triggered_by.
+    actor: str | None = None
 
 
 class RunPlan(BaseModel):
@@ -157,6 +179,8 @@ class RunPlan(BaseModel):
     host_loss_timeout_seconds: float = 600.0
     # A queued run is woken by a signal when capacity frees; this poll is the safety net.
     queue_poll_seconds: float = 30.0
+    # Why this firing does not run (another run holds the job's claim); the run is over.
+    skipped: str | None = None
 
     _accept_flat = model_validator(mode="before")(_nest_spec)
 
@@ -254,3 +278,5 @@ class TrainingRunResult(BaseModel):
     status: JobStatus
     attempts: int
     exit_code: int | None
+    # A schedule firing skipped because another run held the job (no run was recorded).
+    skipped: str | None = None

@@ -29,7 +29,7 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.admission import CAPACITY_PATCH, CapacityGate, run_admitted_attempt
-from workflows.attempts import run_attempt
+from workflows.attempts import DIRECT_STARTS_PATCH, run_attempt
 
 with workflow.unsafe.imports_passed_through():
     from workflows.failure_messages import (
@@ -80,6 +80,9 @@ class TrainingJobWorkflow:
         self._capacity = CapacityGate()
         self._admission = False
         self._announced = False
+        # The RUNNING notification, sent while the first attempt starts (direct-starts patch).
+        self._running_notice: asyncio.Task[None] | None = None
+        self._direct = False
 
     @workflow.query
     def status(self) -> str:
@@ -93,6 +96,17 @@ class TrainingJobWorkflow:
     @workflow.run
     async def run(self, request: TrainingRunInput) -> TrainingRunResult:
         info = workflow.info()
+        # Memoized for the run: a run started before the patch replays the old path.
+        direct = workflow.patched(DIRECT_STARTS_PATCH)
+        claim: dict[str, object] = (
+            {
+                "trigger": request.trigger,
+                "allow_overlap": request.allow_overlap,
+                "actor": request.actor,
+            }
+            if direct
+            else {}
+        )
         plan = await workflow.execute_activity(
             START_RUN,
             StartRunInput(
@@ -103,6 +117,7 @@ class TrainingJobWorkflow:
                 started_by_schedule=info.typed_search_attributes.get(_SCHEDULED_BY) is not None,
                 scheduled_at=info.typed_search_attributes.get(_SCHEDULED_AT),
                 job=request.job,
+                **claim,
             ),
             result_type=RunPlan,
             start_to_close_timeout=_STORE_TIMEOUT,
@@ -111,28 +126,32 @@ class TrainingJobWorkflow:
                 non_retryable_error_types=[JOB_NOT_FOUND, INVALID_JOB_SPEC],
             ),
         )
-        # Searchable in the UI and CLI: Trigger='retry', Trigger='backfill', ...
-        workflow.upsert_search_attributes(
-            [
-                _JOB_ID.value_set(plan.job_id),
-                _JOB_NAME.value_set(plan.name),
-                _TRIGGER.value_set(plan.trigger.value),
-            ]
-        )
+        if direct and plan.skipped is not None:
+            workflow.logger.info("firing of %s skipped: %s", plan.job_id, plan.skipped)
+            return TrainingRunResult(
+                job_id=plan.job_id,
+                run_id=plan.run_id,
+                status=JobStatus.PENDING,
+                attempts=0,
+                exit_code=None,
+                skipped=plan.skipped,
+            )
+        self._describe(plan, direct)
         self._status = JobStatus.RUNNING
         self._attempt = 1
-        # Schedules set this memo on their runs already; SDK-started runs get it here.
-        workflow.upsert_memo({"job_name": plan.name, "image": plan.spec.image})
+        self._direct = direct
         self._admission = workflow.patched(CAPACITY_PATCH)
         try:
             if not self._admission:
-                # start_run recorded "running" in SQL; people hear of it like every change.
-                await self._notify(plan, self._update(plan, JobStatus.RUNNING, None, None))
+                # start_run recorded "running" in SQL; people hear of it like every change
+                # (with admission, once admitted: a queued run is not running yet).
+                await self._announce(plan)
             return await self._attempts(plan)
         except (asyncio.CancelledError, ActivityError) as err:
             if not is_cancelled_exception(err):
                 await self._capacity.release(plan)
                 raise
+            await self._settle_running_notice(cancel=True)
             # The activity has already stopped the container (it waits for that).
             await self._record(plan, JobStatus.CANCELLED, error_message="Cancelled by request")
             await self._capacity.release(plan)
@@ -155,9 +174,53 @@ class TrainingJobWorkflow:
             if not self._announced:
                 # Announced once admitted: a queued run is not running yet.
                 self._announced = True
-                await self._notify(plan, self._update(plan, JobStatus.RUNNING, None, None))
+                await self._announce(plan)
 
         return await run_admitted_attempt(plan, self._attempt, self._capacity, queued, admitted)
+
+    async def _announce(self, plan: RunPlan) -> None:
+        """The RUNNING notification: under the direct-starts patch sent while the attempt
+        starts (the container waits for no mail server), before it otherwise."""
+        running = self._update(plan, JobStatus.RUNNING, None, None)
+        if self._direct:
+            self._running_notice = asyncio.create_task(self._notify(plan, running))
+        else:
+            await self._notify(plan, running)
+
+    def _describe(self, plan: RunPlan, direct: bool) -> None:
+        """Make the run searchable (Trigger='retry', ...) and its memo complete.
+
+        The API's and the schedule's starts set JobId, JobName and the memo already; only what
+        is missing is written (SDK starts lack all of it, schedule runs the Trigger).
+        """
+        info = workflow.info()
+        attributes = [
+            _JOB_ID.value_set(plan.job_id),
+            _JOB_NAME.value_set(plan.name),
+            _TRIGGER.value_set(plan.trigger.value),
+        ]
+        if direct:
+            present = info.typed_search_attributes
+            attributes = [a for a in attributes if present.get(a.key) != a.value]
+        if attributes:
+            workflow.upsert_search_attributes(attributes)
+        if not direct or "job_name" not in workflow.memo():
+            workflow.upsert_memo({"job_name": plan.name, "image": plan.spec.image})
+
+    async def _settle_running_notice(self, *, cancel: bool = False) -> None:
+        """Wait for the RUNNING notification (so messages keep their order), or cancel it."""
+        notice, self._running_notice = self._running_notice, None
+        if notice is None:
+            return
+        if not cancel:
+            await notice
+            return
+        notice.cancel()
+        try:
+            await notice
+        except (asyncio.CancelledError, ActivityError) as err:
+            if not is_cancelled_exception(err):
+                raise
 
     async def _attempts(self, plan: RunPlan) -> TrainingRunResult:
         while True:
@@ -213,6 +276,7 @@ class TrainingJobWorkflow:
             start_to_close_timeout=_STORE_TIMEOUT,
             retry_policy=_STORE_RETRY,
         )
+        await self._settle_running_notice()
         await self._notify(plan, update)
 
     def _update(

@@ -30,7 +30,7 @@ async def create_job(
     """Create a job and its Temporal Schedule; a job without ``schedule`` runs once, now."""
 
     async def create() -> JobResponse:
-        return await jobs.view(await creator.create(body, caller.name))
+        return await jobs.view(await creator.create(body, caller.name), created=True)
 
     answer = await once.run(JobResponse, create, status.HTTP_201_CREATED)
     # A new job's definition is at its first version (an idempotent replay names it too).

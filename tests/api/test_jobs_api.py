@@ -11,6 +11,7 @@ import httpx
 import pytest
 from temporalio.client import Client, ScheduleBackfill, ScheduleOverlapPolicy
 
+from jobs.temporal import TRIGGER_ATTR
 from tests.conftest import api_client, make_settings, unique_name, wait_for_status
 
 GUIDE_JOB = {
@@ -78,10 +79,14 @@ async def test_job_without_schedule_runs_once_and_completes(
     assert done["retry_count"] == 0
     assert done["error_message"] is None
     assert done["started_at"] <= done["completed_at"]
-    # The one-off job still has its schedule (with no spec), so later triggers reuse it.
+    # The one-off job still has its schedule (with no spec), so the UI shows it; its run was
+    # started directly, with the trigger in its id, input and search attribute.
     description = await temporal_client.get_schedule_handle(job["job_id"]).describe()
-    assert description.info.num_actions == 1
+    assert description.info.num_actions == 0
     assert description.info.next_action_times == []
+    assert done["latest_run_id"].startswith(f"{job['job_id']}-manual-")
+    run = await temporal_client.get_workflow_handle(done["latest_run_id"]).describe()
+    assert run.typed_search_attributes.get(TRIGGER_ATTR) == "manual"
 
 
 async def test_scheduled_job_runs_when_its_schedule_fires(

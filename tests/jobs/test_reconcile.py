@@ -19,6 +19,7 @@ from temporalio.client import Client
 
 from api.app import create_app
 from core.settings import Settings
+from jobs.run_starts import new_run_id
 from jobs.schedule_parts import SchedulePart
 from jobs.temporal import JobSchedules, TemporalConnection
 from store import jobs as job_store
@@ -26,7 +27,7 @@ from store import journal
 from store.db import create_engine, create_sessionmaker
 from store.models import Job, ScheduleSync, utcnow
 from tests.conftest import api_client, expire_leader_lease, unique_name, wait_for_status
-from workflows.models import JobStatus
+from workflows.models import JobStatus, Trigger
 
 
 @pytest.fixture
@@ -107,6 +108,32 @@ async def test_row_without_a_schedule_gets_one_and_runs(
         # A one-off job that never ran is started, as its creation would have done.
         done = await wait_for_status(api, job_id, {"completed", "failed"})
         assert done["status"] == "completed"
+
+
+async def test_one_off_job_whose_claimed_run_never_started_is_started_under_its_claim(
+    parts: tuple, settings: Settings, busybox_image: str, worker: None
+) -> None:
+    sessions, schedules = parts
+    async with sessions() as session:
+        job_id = await job_store.issue_job_id(session)
+        run_id = new_run_id(job_id, Trigger.MANUAL)
+        job = new_job(job_id, busybox_image, ["sh", "-c", "echo claimed"], None)
+        job.active_run_id, job.claimed_at = run_id, utcnow()
+        journal.stage_schedule_change(session, job_id)
+        session.add(job)
+        await session.commit()
+    # Crash after the schedule was created, before the claimed run's workflow was started.
+    await schedules.create(job)
+    await age_entry(sessions, job_id)
+
+    async with api_client(settings) as api:
+        done = await wait_for_status(api, job_id, {"completed", "failed"})
+        assert done["status"] == "completed" and done["latest_run_id"] == run_id
+        runs = (await api.get(f"/jobs/{job_id}/runs")).json()["runs"]
+        assert [(r["run_id"], r["trigger"]) for r in runs] == [(run_id, "manual")]
+    async with sessions() as session:
+        released = await job_store.get_job(session, job_id)
+        assert released.active_run_id is None
 
 
 async def test_schedule_ahead_of_a_rolled_back_update_is_reset(

@@ -158,6 +158,28 @@ class Recorder:
         handle = await self.run_handle(job_id)
         await self.record_closed("completed", handle, WorkflowExecutionStatus.COMPLETED)
 
+    async def skipped_firing(self) -> None:
+        """A schedule firing that finds a manual run holding the job, under ``skip``."""
+        job_id = await self.create_job(
+            command=["sh", "-c", "sleep 3"], schedule="0 5 1 1 *", overlap_policy="skip"
+        )
+        response = await self.api.post(f"/jobs/{job_id}/trigger")
+        if response.status_code != 200:
+            raise RuntimeError(f"trigger: {response.status_code} {response.text}")
+        manual = await self.run_handle(job_id)
+        await self.wait_running_attempt(job_id, manual)
+        schedule = self.client.get_schedule_handle(job_id)
+        await schedule.trigger()
+
+        async def fired() -> str | None:
+            actions = (await schedule.describe()).info.recent_actions
+            action = actions[0].action if actions else None
+            return getattr(action, "workflow_id", None)
+
+        firing = self.client.get_workflow_handle(await eventually(fired, "the firing"))
+        await self.record_closed("skipped_firing", firing, WorkflowExecutionStatus.COMPLETED)
+        await self.wait_closed(manual)
+
     async def retried(self) -> None:
         script = (
             "if [ -f $CHECKPOINT_DIR/once ]; then echo second; exit 0; fi; "
@@ -330,6 +352,7 @@ async def main(release: str) -> None:
                     await recorder.sdk_started()
                     await recorder.mid_run()
                     await recorder.gpu_queue()
+                    await recorder.skipped_firing()
                 finally:
                     await recorder.cleanup()
     finally:

@@ -17,7 +17,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workflows.admission import CAPACITY_PATCH
-from workflows.attempts import PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES
+from workflows.attempts import DIRECT_STARTS_PATCH, PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES
 from workflows.training import TrainingJobWorkflow
 
 HISTORIES_DIR = Path(__file__).parent / "histories"
@@ -30,9 +30,14 @@ PULL_ACTIVITY = "0.2-pull-activity"
 INFRA_COUNTED = "0.2-infra-counted"
 # Both of those changes together: the path runs took from their merge to 0.4.
 BOTH = "0.3-pull-and-infra-counted"
-# Capacity admission (GPU leases, queueing) on top: the path runs take today.
-CURRENT = "0.4-capacity"
+# Two changes on top of that, each recorded on its own: capacity admission (GPU leases,
+# queueing), and runs started directly that claim their job, with the RUNNING notice
+# concurrent with the attempt (``skipped_firing``: a schedule firing that found a manual run).
+CAPACITY = "0.4-capacity"
 CAPACITY_CASES = {"gpu_leased", "queued_then_admitted", "queued_cancelled"}
+DIRECT_STARTS = "0.4-direct-starts"
+# Both together: the path runs take today.
+CURRENT = "0.5-direct-starts-and-capacity"
 RELEASES = {
     FLAT_SPEC: (REQUIRED, set()),
     PULL_ACTIVITY: (REQUIRED | {"image_unavailable"}, {PULL_IMAGE_PATCH}),
@@ -41,13 +46,23 @@ RELEASES = {
         REQUIRED | {"image_unavailable", "oom_killed"},
         {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES},
     ),
-    CURRENT: (
+    CAPACITY: (
         REQUIRED | {"image_unavailable", "oom_killed"} | CAPACITY_CASES,
         {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES, CAPACITY_PATCH},
     ),
+    DIRECT_STARTS: (
+        REQUIRED | {"image_unavailable", "oom_killed", "skipped_firing"},
+        {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES, DIRECT_STARTS_PATCH},
+    ),
+    CURRENT: (
+        REQUIRED | {"image_unavailable", "oom_killed", "skipped_firing"} | CAPACITY_CASES,
+        {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES, DIRECT_STARTS_PATCH, CAPACITY_PATCH},
+    ),
 }
+# A firing skipped for a manual run ends before admission: it carries the direct-starts patch.
+SKIPPED = {"skipped_firing"}
 # Cases that end (or were caught) before their first attempt: fewer patches than their folder.
-BEFORE_AN_ATTEMPT = {"mid_run", "image_unavailable", "queued_cancelled"}
+BEFORE_AN_ATTEMPT = {"mid_run", "image_unavailable", "queued_cancelled"} | SKIPPED
 # Runs placed on a worker by a lease pull there directly: no pull-image-activity marker.
 PLACED = {"gpu_leased", "queued_then_admitted", "oom_killed"}
 
@@ -84,8 +99,10 @@ def test_each_release_holds_its_cases_on_its_own_path(release: str) -> None:
             if CAPACITY_PATCH in carried and path.stem in PLACED:
                 expected = carried - {PULL_IMAGE_PATCH}
             assert patches(path) == expected, path
-        if CAPACITY_PATCH in carried:
+        if CAPACITY_PATCH in carried and path.stem not in SKIPPED:
             assert CAPACITY_PATCH in patches(path), path
+        if DIRECT_STARTS_PATCH in carried:
+            assert DIRECT_STARTS_PATCH in patches(path), path
 
 
 @pytest.mark.parametrize(

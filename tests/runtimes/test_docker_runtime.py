@@ -24,6 +24,7 @@ from runtimes.base import (
     unit_name,
 )
 from runtimes.docker import DockerRuntime
+from runtimes.docker_options import create_kwargs, mounts_of
 
 TRAP_TERM = 'trap "echo got-term; exit 3" TERM; while true; do sleep 0.2; done'
 IGNORE_TERM = 'trap "" TERM; while true; do sleep 0.2; done'
@@ -130,6 +131,21 @@ async def test_start_twice_while_running_reattaches(
     assert [c.name for c in labelled] == [spec.name]
     units = [unit for unit in await runtime.list_units() if unit[0] == spec.name]
     assert units == [(spec.name, spec.labels, True)]
+
+
+async def test_a_container_created_but_never_started_is_started_once(
+    runtime: DockerRuntime, make_spec: SpecFactory, client: docker.DockerClient
+) -> None:
+    """A worker that died between create and start: the next start starts that container."""
+    spec = make_spec(["sh", "-c", "echo once"])
+    kwargs = create_kwargs(spec, "none", mounts_of(spec))
+    created = await asyncio.to_thread(lambda: client.containers.create(**kwargs))
+    assert (await runtime.start(spec)).reattached
+    assert await runtime.wait(spec.name, 30) == 0
+    assert await runtime.logs(spec.name) == "once\n"
+    assert containers_named(client, spec.name) == [spec.name]
+    created.reload()
+    assert created.attrs["State"]["StartedAt"] != "0001-01-01T00:00:00Z"
 
 
 async def test_exited_container_is_reaped_through_wait(
