@@ -16,7 +16,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.admission import CAPACITY_PATCH
+from workflows.admission import CAPACITY_PATCH, REPLACEMENT_PATCH
 from workflows.attempts import PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES
 from workflows.training import TrainingJobWorkflow
 
@@ -30,9 +30,11 @@ PULL_ACTIVITY = "0.2-pull-activity"
 INFRA_COUNTED = "0.2-infra-counted"
 # Both of those changes together: the path runs took from their merge to 0.4.
 BOTH = "0.3-pull-and-infra-counted"
-# Capacity admission (GPU leases, queueing) on top: the path runs take today.
-CURRENT = "0.4-capacity"
+# Capacity admission (GPU leases, queueing) on top: the path runs took up to 0.5.
+CAPACITY = "0.4-capacity"
 CAPACITY_CASES = {"gpu_leased", "queued_then_admitted", "queued_cancelled"}
+# Placement epochs on top, and a run placed again after its host was lost: today's path.
+CURRENT = "0.5-replacement"
 RELEASES = {
     FLAT_SPEC: (REQUIRED, set()),
     PULL_ACTIVITY: (REQUIRED | {"image_unavailable"}, {PULL_IMAGE_PATCH}),
@@ -41,15 +43,20 @@ RELEASES = {
         REQUIRED | {"image_unavailable", "oom_killed"},
         {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES},
     ),
-    CURRENT: (
+    CAPACITY: (
         REQUIRED | {"image_unavailable", "oom_killed"} | CAPACITY_CASES,
         {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES, CAPACITY_PATCH},
+    ),
+    CURRENT: (
+        REQUIRED | {"image_unavailable", "oom_killed"} | CAPACITY_CASES | {"replaced"},
+        {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES, CAPACITY_PATCH, REPLACEMENT_PATCH},
     ),
 }
 # Cases that end (or were caught) before their first attempt: fewer patches than their folder.
 BEFORE_AN_ATTEMPT = {"mid_run", "image_unavailable", "queued_cancelled"}
 # Runs placed on a worker by a lease pull there directly: no pull-image-activity marker.
-PLACED = {"gpu_leased", "queued_then_admitted", "oom_killed"}
+# Only they carry the placement-epoch marker (runs asking for no resources are not placed).
+PLACED = {"gpu_leased", "queued_then_admitted", "oom_killed", "replaced"}
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -83,6 +90,8 @@ def test_each_release_holds_its_cases_on_its_own_path(release: str) -> None:
             expected = carried
             if CAPACITY_PATCH in carried and path.stem in PLACED:
                 expected = carried - {PULL_IMAGE_PATCH}
+            else:
+                expected = carried - {REPLACEMENT_PATCH}
             assert patches(path) == expected, path
         if CAPACITY_PATCH in carried:
             assert CAPACITY_PATCH in patches(path), path
