@@ -312,3 +312,43 @@ async def test_a_lost_host_has_its_run_placed_again_and_its_stale_copy_fenced(
     assert any(path.startswith(".epoch-2/step-") for path in recorded), recorded
     assert (root / ".starts").read_text().count("start") == 2
     assert leftovers == {h: [] for h in HOSTS}, leftovers
+
+
+async def test_a_worker_killed_mid_run_reattaches_on_its_own_host(
+    cluster: Cluster, busybox_image: str
+) -> None:
+    name = unique_name("host-kill")
+    root = cluster.root(name)
+    mount = f"/checkpoints/{name}"
+    job_id = await cluster.create(busybox_image, counting_trainer(mount), name, max_retries=2)
+
+    async def training() -> bool:
+        return (root / ".starts").exists() and (await cluster.run(job_id)).get("host") is not None
+
+    await eventually(training, timeout=180)
+    await asyncio.sleep(1.0)  # heartbeats from inside the attempt have reached Temporal
+    placed = await cluster.run(job_id)
+    host = cluster.hosts[placed["host"]]
+    [other] = [h for h in cluster.hosts.values() if h is not host]
+    await asyncio.to_thread(host.kill_worker)
+    await asyncio.sleep(0.5)  # back well within HOST_LOST_SECONDS
+    host.start_worker(cluster.settings)
+
+    async def followed_again() -> bool:
+        listing = (await cluster.api.get(f"/jobs/{job_id}/checkpoints")).json()
+        return len(listing["checkpoints"]) >= 4
+
+    await eventually(followed_again, timeout=120)
+    during = await asyncio.to_thread(host.containers, job_id)
+    (root / "stop").write_text("")
+    done = await wait_for_status(cluster.api, job_id, {"completed", "failed"}, timeout=120)
+    after = await cluster.run(job_id)
+    leftovers = {h.name: h.containers(job_id) for h in cluster.hosts.values()}
+
+    assert done["status"] == "completed", (done, cluster.worker_logs())
+    assert done["retry_count"] == 0
+    assert after["host"] == host.name, "a restarted worker's attempt stays on its host"
+    assert len(during) == 1, during
+    assert (root / ".starts").read_text().splitlines() == ["start 1 -"]
+    assert not list(root.glob(".epoch-*")), "the run was placed again"
+    assert leftovers == {h: [] for h in HOSTS} and other.name in leftovers
