@@ -150,7 +150,14 @@ class Cluster:
 
 @pytest.fixture
 async def cluster(settings: Settings, busybox_image: str, tmp_path: Path) -> AsyncIterator[Cluster]:
-    local = settings.model_copy(update={"task_queue": unique_name("tests-two-hosts")})
+    # The API judges liveness (GET /workers) with the workers' timings.
+    local = settings.model_copy(
+        update={
+            "task_queue": unique_name("tests-two-hosts"),
+            "worker_heartbeat_seconds": float(TIMINGS["WORKER_HEARTBEAT_SECONDS"]),
+            "worker_lost_seconds": float(TIMINGS["WORKER_LOST_SECONDS"]),
+        }
+    )
     hosts: dict[str, Host] = {}
     job_ids: list[str] = []
     try:
@@ -285,14 +292,18 @@ async def test_a_lost_host_has_its_run_placed_again_and_its_stale_copy_fenced(
     # It resumed from a checkpoint the first copy wrote before the host was lost.
     assert resumed.rsplit("/", 1)[1] in at_freeze, (resumed, at_freeze)
 
-    # The host comes back: its worker stops the stale container.
+    # The host comes back: its worker stops the stale container before it counts as alive
+    # again, so before any run can be placed on it.
+    async def alive(host: Host) -> bool:
+        workers = (await cluster.api.get("/workers")).json()["workers"]
+        return any(w["name"] == host.name and w["alive"] for w in workers)
+
+    assert not await alive(lost)
     lost.engine.thaw()
     lost.signal_worker(signal.SIGCONT)
-
-    async def stale_stopped() -> bool:
-        return not await asyncio.to_thread(lost.containers, job_id, running_only=True)
-
-    await eventually(stale_stopped, timeout=90)
+    await eventually(lambda: alive(lost), timeout=90)
+    still_running = await asyncio.to_thread(lost.containers, job_id, running_only=True)
+    assert still_running == [], "the returning host took work with its stale copy running"
     after_fence = {path.name for path in root.glob("step-*")}
     assert after_fence - at_freeze, "the stale copy wrote nothing while its host was lost"
     await asyncio.sleep(3)  # the returning worker's scans would have recorded by now
