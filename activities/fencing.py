@@ -41,10 +41,10 @@ async def stop_stale_units(
         return []
     pairs = [(labels[LABEL_RUN_ID], epoch_of(labels) or 0) for _name, labels in units]
     async with sessions() as session:
-        stale = await fencing.stale_runs(session, pairs)
+        stale = await fencing.stale_pairs(session, pairs)
     stopped = []
     for name, labels in units:
-        if labels[LABEL_RUN_ID] not in stale:
+        if (labels[LABEL_RUN_ID], epoch_of(labels) or 0) not in stale:
             continue
         try:
             await runtime.stop(name, grace_seconds)

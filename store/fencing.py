@@ -51,8 +51,10 @@ async def is_current(session: AsyncSession, run_id: str, epoch: int | None) -> b
     return row is not None and row.placement_epoch == epoch and row.status not in _FINAL
 
 
-async def stale_runs(session: AsyncSession, epochs: Sequence[tuple[str, int]]) -> set[str]:
-    """Of ``(run_id, epoch)`` pairs (units on one engine), the runs placed again since.
+async def stale_pairs(
+    session: AsyncSession, epochs: Sequence[tuple[str, int]]
+) -> set[tuple[str, int]]:
+    """Of ``(run_id, epoch)`` pairs (units on one engine), those of runs placed again since.
 
     Units of runs that are over are the run reconciler's: it keeps their output first."""
     if not epochs:
@@ -65,4 +67,4 @@ async def stale_runs(session: AsyncSession, epochs: Sequence[tuple[str, int]]) -
         )
     ).all()
     current = {row.run_id: row.placement_epoch for row in rows}
-    return {run_id for run_id, epoch in epochs if current.get(run_id, epoch) > epoch}
+    return {(run_id, epoch) for run_id, epoch in epochs if current.get(run_id, epoch) > epoch}

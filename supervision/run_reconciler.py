@@ -64,14 +64,18 @@ class RunReconciler:
 
     async def reconcile_once(self) -> ReconcileReport:
         report = ReconcileReport()
-        # Copies of runs placed again elsewhere (this host was taken for lost) stop first.
-        stale = await stop_stale_units(
-            self._runtime,
-            self._sessions,
-            self._settings.deployment,
-            self._settings.stop_grace_seconds,
-        )
-        report.units_removed += len(stale)
+        # Copies of runs placed again elsewhere (this host was taken for lost) stop first;
+        # without the database that waits, and the clean-up below goes on.
+        try:
+            stale = await stop_stale_units(
+                self._runtime,
+                self._sessions,
+                self._settings.deployment,
+                self._settings.stop_grace_seconds,
+            )
+            report.units_removed += len(stale)
+        except Exception as err:
+            logger.warning("cannot look for stale units: %s", err)
         for name, labels, _running in await self._runtime.list_units():
             run_id = labels.get(LABEL_RUN_ID)
             if not run_id or labels.get(LABEL_DEPLOYMENT) != self._settings.deployment:

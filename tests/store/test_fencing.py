@@ -84,8 +84,8 @@ async def test_a_run_placed_again_fences_its_stale_copy(
             assert not await fencing.hold_current_epoch(session, run_id, 1)
             assert await fencing.hold_current_epoch(session, run_id, 2)
             await session.rollback()
-            assert await fencing.stale_runs(session, [(run_id, 1), ("unknown", 1)]) == {run_id}
-            assert await fencing.stale_runs(session, [(run_id, 2)]) == set()
+            pairs = [(run_id, 1), (run_id, 2), ("unknown", 1)]
+            assert await fencing.stale_pairs(session, pairs) == {(run_id, 1)}
 
         # The stale copy writes on: a newer checkpoint and progress, neither recorded.
         (root / "step-9.pt").write_bytes(b"stale")
