@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import AsyncIterator, Sequence
@@ -30,6 +31,7 @@ from temporalio.worker import Worker
 
 from activities.admission import CapacityActivities
 from activities.bookkeeping import RunStoreActivities
+from activities.fencing import stop_stale_units
 from activities.images import ImageActivities
 from activities.notify import NotifyActivities
 from activities.training import TrainingActivities
@@ -114,7 +116,12 @@ async def build_worker(
     inventory = inventory or inventory_of(settings)
     engine = create_engine(settings.sqlalchemy_url, settings.database_pool)
     sessions = create_sessionmaker(engine)
-    registry = WorkerRegistry(sessions, client, settings, inventory)
+    runtime = runtime or build_runtime(settings)
+    # Before each (re)registration: units of runs placed elsewhere meanwhile are stopped.
+    fence = functools.partial(
+        stop_stale_units, runtime, sessions, settings.deployment, settings.stop_grace_seconds
+    )
+    registry = WorkerRegistry(sessions, client, settings, inventory, fence)
     schedules = JobSchedules(
         TemporalConnection.of(client),
         settings.task_queue,
@@ -123,7 +130,6 @@ async def build_worker(
     store_activities = RunStoreActivities(
         sessions, settings, JobCreator(sessions, schedules, settings)
     )
-    runtime = runtime or build_runtime(settings)
     training = TrainingActivities(runtime, sessions, settings)
     images = ImageActivities(runtime, settings)
     notify = NotifyActivities(sessions, settings)

@@ -125,6 +125,7 @@ class CapacityActivities:
             gpus=placement.gpus,
             queue_reason=placement.reason,
             queue_position=placement.position,
+            epoch=placement.epoch,
         )
 
     @activity.defn(name=RELEASE_CAPACITY)

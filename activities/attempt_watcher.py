@@ -26,7 +26,7 @@ from activities.output_log import OutputCount, Ship, follow_output
 from core.settings import LogLimits
 from runtimes.base import ContainerRuntime
 from runtimes.trainer_protocol import ProgressReport, parse_checkpoint, parse_progress
-from store import checkpoints, metric_history
+from store import checkpoints, fencing, metric_history
 from store import runs as run_store
 from store.models import utcnow
 
@@ -51,6 +51,8 @@ class AttemptWatcher:
         checkpoint_dir: Path,
         limits: LogLimits,
         ship: Ship | None = None,
+        epoch: int | None = None,
+        checkpoint_prefix: str = "",
     ) -> None:
         self._sessions = sessions
         self._job_id = job_id
@@ -60,6 +62,12 @@ class AttemptWatcher:
         self._limits = limits
         self._ship = ship
         self._checkpoint_dir = checkpoint_dir
+        # The placement epoch this copy runs under: once the run is placed again, nothing it
+        # reports is recorded (store/fencing.py). Its checkpoints are in a directory of its
+        # epoch, recorded relative to the job's checkpoint directory (``checkpoint_prefix``).
+        self._epoch = epoch
+        self._prefix = checkpoint_prefix
+        self.fenced = False
         self.progress: ProgressReport | None = None
         # Bytes of output read: a drain after the unit's exit waits while this grows.
         self.output = OutputCount()
@@ -123,6 +131,8 @@ class AttemptWatcher:
             return
         self._last_write = asyncio.get_running_loop().time()
         async with self._sessions() as session:
+            if not await self._hold_epoch(session):
+                return
             if self.progress is not None and changed:
                 self._progress_written = self.progress
                 await run_store.record_progress(
@@ -209,7 +219,9 @@ class AttemptWatcher:
             self._recorded.setdefault(path, set()).add(state)
 
     async def _record(self, path: Path, step: int | None) -> None:
-        relative = str(path.relative_to(self._checkpoint_dir.resolve()))
+        relative = self._prefix + str(path.relative_to(self._checkpoint_dir.resolve()))
+        if self.fenced:
+            return
         async with self._fingerprinting:
             try:
                 size, sha256, mtime_ns = await self._fingerprint(path, relative)
@@ -217,6 +229,8 @@ class AttemptWatcher:
                 logger.warning("cannot read checkpoint %s: %s", path, err)
                 return
             async with self._sessions() as session:
+                if not await self._hold_epoch(session):
+                    return
                 await checkpoints.record_checkpoint(
                     session,
                     job_id=self._job_id,
@@ -229,6 +243,20 @@ class AttemptWatcher:
                     at=utcnow(),
                     mtime_ns=mtime_ns,
                 )
+
+    async def _hold_epoch(self, session: AsyncSession) -> bool:
+        """Whether this copy's epoch is still the run's (row locked for the write after)."""
+        if self.fenced:
+            return False
+        if await fencing.hold_current_epoch(session, self._run_id, self._epoch):
+            return True
+        self.fenced = True
+        logger.warning(
+            "run %s was placed again since epoch %s: this copy's reports are not recorded",
+            self._run_id,
+            self._epoch,
+        )
+        return False
 
     async def _fingerprint(self, path: Path, relative: str) -> tuple[int, str, int | None]:
         """Size, sha256 and the modification time they hold for (None: it changed meanwhile).

@@ -144,7 +144,7 @@ class RunStoreActivities:
             heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
             infra_max_attempts=settings.infra_max_attempts,
             notify_timeout_seconds=settings.notify_timeout_seconds,
-            host_loss_timeout_seconds=settings.host_loss_timeout_seconds,
+            host_loss_timeout_seconds=settings.host_lost_seconds,
             queue_poll_seconds=settings.queue_poll_seconds,
             skipped=skipped,
         )

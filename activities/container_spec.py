@@ -15,6 +15,17 @@ from store import checkpoints
 from workflows.models import ResumePolicy, RunAttemptInput
 
 
+def epoch_subdir(epoch: int | None) -> str:
+    """Where a copy of the run under ``epoch`` writes, inside the job's checkpoint directory.
+
+    The first placement writes in the directory itself, as always; a run placed again after
+    its host was lost writes in ``.epoch-<n>/`` (a dot directory, so no copy's scan takes it
+    for a checkpoint), so a stale copy still running on the lost host never overwrites what
+    the current copy writes and resumes from.
+    """
+    return f".epoch-{epoch}" if epoch is not None and epoch > 1 else ""
+
+
 def checkpoint_host_dir(root: Path, checkpoint_path: str) -> Path:
     """Host directory behind a job's checkpoint path; refuses anything outside the root."""
     host_dir = (root / checkpoint_path.lstrip("/")).resolve()
@@ -40,7 +51,9 @@ async def container_spec(
     spec = request.spec
     # A runtime that mounts the directory shows it at the job's path; else the host's.
     mounted = runtime.mounts_checkpoints
-    checkpoint_dir = spec.checkpoint_path if mounted else str(host_dir)
+    root_dir = spec.checkpoint_path if mounted else str(host_dir)
+    subdir = epoch_subdir(request.epoch)
+    checkpoint_dir = f"{root_dir.rstrip('/')}/{subdir}" if subdir else root_dir
     env = dict(spec.env)
     for name in spec.secret_env:
         if problem := secret_env_problem(settings, name):
@@ -59,8 +72,11 @@ async def container_spec(
         # The leased ids: CUDA for the trainer, NVIDIA's runtime for the devices it mounts.
         env["CUDA_VISIBLE_DEVICES"] = env["NVIDIA_VISIBLE_DEVICES"] = ",".join(request.gpus)
     if resume_from := await _resume_from(request, sessions):
-        env["RESUME_FROM"] = f"{checkpoint_dir.rstrip('/')}/{resume_from}"
-    await asyncio.to_thread(host_dir.mkdir, parents=True, exist_ok=True)
+        # Recorded paths are relative to the job's directory, whichever epoch wrote them.
+        env["RESUME_FROM"] = f"{root_dir.rstrip('/')}/{resume_from}"
+    if request.epoch is not None:
+        env["PLACEMENT_EPOCH"] = str(request.epoch)
+    await asyncio.to_thread((host_dir / subdir).mkdir, parents=True, exist_ok=True)
     return ContainerSpec(
         name=unit_name(request.job_id, request.run_id, request.attempt, incarnation),
         job_id=request.job_id,
@@ -76,6 +92,7 @@ async def container_spec(
         incarnation=incarnation,
         gpu_ids=request.gpus,
         gpu_device_requests=settings.gpu_device_requests,
+        epoch=request.epoch,
     )
 
 

@@ -26,8 +26,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities import incarnations, infrastructure
 from activities.attempt_watcher import AttemptWatcher
-from activities.container_spec import checkpoint_host_dir, container_spec
+from activities.container_spec import checkpoint_host_dir, container_spec, epoch_subdir
 from activities.fault_points import pause_at
+from activities.fencing import stop_units_of_epochs
 from activities.heartbeat import Heartbeat, beat_interval
 from activities.images import prepare_image
 from activities.infrastructure import InfraRecord, infrastructure_failure
@@ -39,10 +40,17 @@ from activities.recorded_outcomes import recorded_outcome
 from activities.unit_wait import wait_for_exit
 from core.settings import Settings
 from runtimes.base import ContainerRuntime, InvalidSpecError, unit_name
+from store import fencing
 from store import runs as run_store
 from store.log_files import attempt_log_path, read_tail
 from store.models import utcnow
-from workflows.models import INVALID_SPEC, RUN_TRAINING_CONTAINER, AttemptOutcome, RunAttemptInput
+from workflows.models import (
+    FENCED,
+    INVALID_SPEC,
+    RUN_TRAINING_CONTAINER,
+    AttemptOutcome,
+    RunAttemptInput,
+)
 
 
 class TrainingActivities:
@@ -93,6 +101,10 @@ class TrainingActivities:
                 raise
             except InvalidSpecError as err:
                 raise ApplicationError(str(err), type=INVALID_SPEC, non_retryable=True) from err
+            except ApplicationError as err:
+                if err.type != FENCED:
+                    raise await self._infrastructure_failure(err, request, heartbeat) from err
+                raise
             except Exception as err:
                 raise await self._infrastructure_failure(err, request, heartbeat) from err
             finally:
@@ -111,6 +123,7 @@ class TrainingActivities:
         recorded = await recorded_outcome(self._runtime, self._sessions, request, log_path)
         if recorded is not None:
             return recorded
+        await self._check_epoch(request)
         if not request.image_ready:
             # A run from before pull_image: its attempts make their image ready themselves
             # (a failed pull is one of this activity's infrastructure failures).
@@ -118,6 +131,7 @@ class TrainingActivities:
         host_dir = checkpoint_host_dir(
             self._settings.checkpoint_root_dir, request.spec.checkpoint_path
         )
+        subdir = epoch_subdir(request.epoch)
         incarnation = await incarnations.current_incarnation(
             self._runtime, request.run_id, request.attempt
         )
@@ -150,7 +164,9 @@ class TrainingActivities:
                 run_id=request.run_id,
                 attempt=request.attempt,
                 log_path=log_path,
-                checkpoint_dir=host_dir,
+                checkpoint_dir=host_dir / subdir,
+                checkpoint_prefix=f"{subdir}/" if subdir else "",
+                epoch=request.epoch,
                 limits=self._settings.log_limits,
                 ship=log_shipper(
                     self._settings,
@@ -205,7 +221,10 @@ class TrainingActivities:
             await self._stop_on_request(request, following, previous_start)
             return
         # Temporal lost track of this try (heartbeat timeout, server gone or reset, paused)
-        # or the worker is shutting down: the trainer must not pay for it.
+        # or the worker is shutting down: the trainer must not pay for it, unless the run was
+        # placed again meanwhile (this host was taken for lost): then this copy is stale.
+        if await self._stop_if_stale(request):
+            return
         activity.logger.warning(
             "interrupted (%s); %s keeps running for the retry to reattach",
             activity.cancellation_details() or "no details",
@@ -213,6 +232,55 @@ class TrainingActivities:
         )
         if following.start is not None:
             following.start.add_done_callback(ignore_outcome)
+
+    async def _check_epoch(self, request: RunAttemptInput) -> None:
+        """Before anything starts or is followed: a stale copy stops, older epochs' units go."""
+        if request.epoch is None:
+            return
+        async with self._sessions() as session:
+            current = await fencing.is_current(session, request.run_id, request.epoch)
+        grace = self._settings.stop_grace_seconds
+        if not current:
+            await stop_units_of_epochs(
+                self._runtime, request.run_id, request.attempt, grace, at=request.epoch
+            )
+            raise ApplicationError(
+                f"run {request.run_id} was placed again since epoch {request.epoch}: "
+                "this copy is stale and was stopped",
+                type=FENCED,
+                non_retryable=True,
+            )
+        # Units an earlier placement left on this engine (the host was back in time to be
+        # chosen again): they write where this copy must not read.
+        await stop_units_of_epochs(
+            self._runtime, request.run_id, request.attempt, grace, below=request.epoch
+        )
+
+    async def _stop_if_stale(self, request: RunAttemptInput) -> bool:
+        """Stop this copy's units if its run was placed again; True if it did."""
+        if request.epoch is None:
+            return False
+        try:
+            async with self._sessions() as session:
+                current = await fencing.is_current(session, request.run_id, request.epoch)
+            if current:
+                return False
+            await stop_units_of_epochs(
+                self._runtime,
+                request.run_id,
+                request.attempt,
+                self._settings.stop_grace_seconds,
+                at=request.epoch,
+            )
+        except Exception as err:  # the worker's sweep stops it later
+            activity.logger.warning("cannot fence %s: %s", request.run_id, err)
+            return False
+        activity.logger.warning(
+            "run %s was placed again since epoch %s: stopped this copy",
+            request.run_id,
+            request.epoch,
+        )
+        return True
 
     async def _infrastructure_failure(
         self, err: Exception, request: RunAttemptInput, heartbeat: Heartbeat

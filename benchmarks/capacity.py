@@ -9,6 +9,11 @@ environment) and the API in this process, and measures in one run:
   container start (the engine's ``State.StartedAt``). Goal: p50 under 1 s.
 * **makespan**: 60 one-GPU jobs of ``sleep 2`` posted at once, from the first POST to the
   last ``completed``, against the ideal of 15 waves x 2 s. Goal: ratio at most 1.3.
+* **two-host makespan**: the same 60 jobs on two workers of 2 fake GPUs each (``WORKER_NAME``
+  ``bench-host-a`` and ``bench-host-b``, on a task queue of their own), so every run is placed
+  on one of two hosts and runs on that host's own queue. Both workers share this machine's
+  Docker engine and its 2 cores: the figure shows what placement across hosts costs, not
+  what two real hosts would gain.
 
 Needs a Docker engine and /usr/bin/busybox. Usage: ``.venv/bin/python benchmarks/capacity.py``
 """
@@ -17,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -142,6 +149,16 @@ class Bench:
             await self.wait_for(job["job_id"], {"completed"})
         return latencies
 
+    async def wait_for_workers(self, names: set[str]) -> None:
+        deadline = time.monotonic() + 120
+        while True:
+            workers = (await self.api.get("/workers")).json()["workers"]
+            if names <= {w["name"] for w in workers if w["alive"]}:
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"workers {names} not registered within 120 s")
+            await asyncio.sleep(0.2)
+
     async def makespan(self, jobs: int, seconds: float) -> float:
         began = time.perf_counter()
         created = await asyncio.gather(*(self.create(f"sleep {seconds:g}") for _ in range(jobs)))
@@ -149,6 +166,25 @@ class Bench:
             *(self.wait_for(job["job_id"], {"completed"}, timeout=900) for job in created)
         )
         return time.perf_counter() - began
+
+
+def worker_environment(settings: Settings, database_url: str | None) -> dict[str, str]:
+    values = {
+        "DATA_DIR": str(settings.data_dir),
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "TASK_QUEUE": settings.task_queue,
+        "WORKER_NAME": settings.worker_name,
+        "WORKER_GPUS": ",".join(settings.worker_gpus or []),
+        "GPU_DEVICE_REQUESTS": "false",
+        "CONTAINER_NETWORK": "none",
+        "IMAGE_PULL_POLICY": "never",
+        "POLL_INTERVAL_SECONDS": "0.1",
+        "WORKER_METRICS_PORT": "0",
+        "LOG_LEVEL": "WARNING",
+    }
+    if database_url:
+        values["DATABASE_URL"] = database_url
+    return values
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -181,6 +217,11 @@ async def main(samples: int, jobs: int, seconds: float, database_url: str | None
     )
     await asyncio.to_thread(upgrade, settings.sqlalchemy_url)
     app = create_app(settings)
+    two_hosts = settings.model_copy(update={"task_queue": "bench-capacity-two-hosts"})
+    hosts = [
+        two_hosts.model_copy(update={"worker_name": name, "worker_gpus": ["0", "1"]})
+        for name in ("bench-host-a", "bench-host-b")
+    ]
     try:
         async with build_worker(settings, env.client) as worker, worker:
             async with app.router.lifespan_context(app):
@@ -189,6 +230,27 @@ async def main(samples: int, jobs: int, seconds: float, database_url: str | None
                     bench = Bench(api, settings)
                     latencies = await bench.release_to_start(samples)
                     span = await bench.makespan(jobs, seconds)
+        # One SDK worker per task queue per process: the second host is a process of its own.
+        second = subprocess.Popen(
+            [sys.executable, "-m", "worker"],
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**os.environ, **worker_environment(hosts[1], database_url)},
+        )
+        app = create_app(two_hosts)
+        try:
+            async with (
+                build_worker(hosts[0], env.client) as first,
+                first,
+                app.router.lifespan_context(app),
+            ):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://bench") as api:
+                    bench = Bench(api, two_hosts)
+                    await bench.wait_for_workers({"bench-host-a", "bench-host-b"})
+                    two_host_span = await bench.makespan(jobs, seconds)
+        finally:
+            second.terminate()
+            second.wait(60)
     finally:
         await env.shutdown()
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -203,6 +265,9 @@ async def main(samples: int, jobs: int, seconds: float, database_url: str | None
         f"  measured {span:8.1f} s\n"
         f"  ideal    {ideal:8.1f} s   ({-(-jobs // GPUS)} waves x {seconds:g} s)\n"
         f"  ratio    {span / ideal:8.2f}x  (goal at most 1.3x)\n"
+        f"makespan of the same jobs on two workers (hosts) of 2 fake GPUs each\n"
+        f"  measured {two_host_span:8.1f} s\n"
+        f"  ratio    {two_host_span / ideal:8.2f}x  (against the same ideal)\n"
     )
 
 

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.api_keys import KEY_NAME_PATTERN, NamedKey, check_front_door_lists, parse_api_keys
@@ -156,7 +163,16 @@ class Settings(BaseSettings):
     # Consecutive infrastructure failures (engine unreachable, pull failed, ...) one training
     # attempt may have before the run fails; worker losses never count.
     infra_max_attempts: int = Field(default=5, ge=1)
-    host_loss_timeout_seconds: float = Field(default=600.0, gt=0)
+    # How long a run's placed host may stay unreachable (its worker taking nothing from its
+    # own task queue) before the run is placed again elsewhere, from its latest checkpoint,
+    # under the next placement epoch. HOST_LOSS_TIMEOUT_SECONDS is its former name.
+    host_lost_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "host_lost_seconds", "host_loss_timeout_seconds", "HOST_LOST_SECONDS"
+        ),
+    )
     # How long an attempt whose container was running waits for its unreachable engine
     # (restarting, say) before that counts as one infrastructure failure.
     engine_outage_seconds: float = Field(default=300.0, ge=0)

@@ -28,6 +28,9 @@ LABEL_INCARNATION = f"{LABEL_PREFIX}.incarnation"
 # Which orchestrator started the unit (Temporal address, namespace, task queue): several may
 # share one Docker engine, and each reconciler must only touch its own units.
 LABEL_DEPLOYMENT = f"{LABEL_PREFIX}.deployment"
+# The run's placement epoch the unit was started under (units of runs without a lease, and
+# from before epochs, carry none): a unit of an older epoch than its run's is stale.
+LABEL_EPOCH = f"{LABEL_PREFIX}.epoch"
 
 # Receives a small summary of a pull's progress (layers, bytes), from the pulling thread.
 ProgressReport = Callable[[dict[str, Any]], None]
@@ -46,6 +49,12 @@ def unit_name(job_id: str, run_id: str, attempt: int, incarnation: int = 1) -> s
     digest = hashlib.sha256(run_id.encode()).hexdigest()[:12]
     name = f"orch-{_UNSAFE.sub('-', job_id)}-{digest}-a{attempt}"
     return name if incarnation == 1 else f"{name}-i{incarnation}"
+
+
+def epoch_of(labels: dict[str, str]) -> int | None:
+    """The placement epoch a unit's labels give (None: the unit carries none)."""
+    value = labels.get(LABEL_EPOCH, "")
+    return int(value) if value.isdigit() else None
 
 
 def incarnation_of(labels: dict[str, str]) -> int:
@@ -76,16 +85,20 @@ class ContainerSpec:
     # without device requests the ids reach the trainer only through its environment.
     gpu_ids: list[str] | None = None
     gpu_device_requests: bool = True
+    epoch: int | None = None
 
     @property
     def labels(self) -> dict[str, str]:
-        return {
+        labels = {
             LABEL_JOB_ID: self.job_id,
             LABEL_RUN_ID: self.run_id,
             LABEL_ATTEMPT: str(self.attempt),
             LABEL_INCARNATION: str(self.incarnation),
             LABEL_DEPLOYMENT: self.deployment,
         }
+        if self.epoch is not None:
+            labels[LABEL_EPOCH] = str(self.epoch)
+        return labels
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ off one GPU across API replicas and workers. Admissions are also serialized on t
 the live workers (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite has one writer at a time,
 taken by the first write of the transaction), so CPUs and memory are counted exactly too.
 
+Each new lease bumps the run's ``placement_epoch``: a copy of the run started under an older
+epoch (on a host taken for lost) is stale, and ``store/fencing.py`` keeps what it reports out.
+
 A lease lives until its run gives it back, its run is over (a workflow terminated behind the
 orchestrator's back) or its worker has not renewed its registration for ``lost_after``.
 """
@@ -72,6 +75,8 @@ class Placement:
     position: int | None = None
     # Free GPUs left on live workers after this lease: the runs behind may start too.
     spare_gpus: int = 0
+    # The run's placement epoch: one more at each new lease, the same for a lease kept.
+    epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -240,12 +245,14 @@ async def _admit_once(
     if lease is not None:
         by_name = {usage.worker.name: usage for usage in hosts}
         if lease.host in by_name:
+            epoch = await session.scalar(select(Run.placement_epoch).where(Run.run_id == run_id))
             await session.commit()
             return Placement(
                 admitted=True,
                 host=lease.host,
                 task_queue=by_name[lease.host].worker.task_queue,
                 gpus=list(lease.gpus),
+                epoch=epoch,
             )
     run = await session.get(Run, run_id)
     job = await session.get(Job, job_id)
@@ -316,6 +323,8 @@ async def _lease(
     await session.execute(delete(QueuedRun).where(QueuedRun.run_id == run.run_id))
     run.host = host
     run.gpus = gpus
+    # A new placement fences every copy of the run started before it.
+    run.placement_epoch = epoch = (run.placement_epoch or 0) + 1
     run.queue_reason = None
     if run.status == JobStatus.QUEUED.value:
         run.status = JobStatus.RUNNING.value
@@ -324,7 +333,12 @@ async def _lease(
     await session.commit()
     spare = sum(len(usage.free_gpus) for usage in candidates) - len(gpus)
     return Placement(
-        admitted=True, host=host, task_queue=best.worker.task_queue, gpus=gpus, spare_gpus=spare
+        admitted=True,
+        host=host,
+        task_queue=best.worker.task_queue,
+        gpus=gpus,
+        spare_gpus=spare,
+        epoch=epoch,
     )
 
 

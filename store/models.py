@@ -143,6 +143,9 @@ class Run(Base):
     # Where the run was placed (the worker's name) and the GPU ids it leased there.
     host: Mapped[str | None] = mapped_column(String(255))
     gpus: Mapped[list[str] | None] = mapped_column(JSON)
+    # Bumped at each placement on a host: a copy of the run started under an older epoch is
+    # stale (its host was taken for lost), and nothing it reports is recorded.
+    placement_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Why a queued run waits, in words people can act on.
     queue_reason: Mapped[str | None] = mapped_column(Text)
 

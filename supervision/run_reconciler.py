@@ -2,7 +2,8 @@
 
 A run whose workflow was terminated from the Temporal UI or CLI leaves its container
 running. Every RECONCILE_INTERVAL_SECONDS each worker finds the units of its engine whose run
-is over and removes them. Finishing such runs in SQL is the cluster's one SQL-Temporal
+is over and removes them, and the units of runs placed again elsewhere since they started
+(``activities/fencing.py``). Finishing such runs in SQL is the cluster's one SQL-Temporal
 reconciler's job (``jobs/control_plane.py``), which every worker also runs for its turn.
 """
 
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.fencing import stop_stale_units
 from activities.log_shipping import log_shipper
 from activities.output_log import follow_output
 from core.settings import Settings
@@ -63,6 +65,18 @@ class RunReconciler:
 
     async def reconcile_once(self) -> ReconcileReport:
         report = ReconcileReport()
+        # Copies of runs placed again elsewhere (this host was taken for lost) stop first;
+        # without the database that waits, and the clean-up below goes on.
+        try:
+            stale = await stop_stale_units(
+                self._runtime,
+                self._sessions,
+                self._settings.deployment,
+                self._settings.stop_grace_seconds,
+            )
+            report.units_removed += len(stale)
+        except Exception as err:
+            logger.warning("cannot look for stale units: %s", err)
         for name, labels, _running in await self._runtime.list_units():
             run_id = labels.get(LABEL_RUN_ID)
             if not run_id or labels.get(LABEL_DEPLOYMENT) != self._settings.deployment:

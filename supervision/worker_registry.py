@@ -3,12 +3,20 @@
 Admission places runs only on workers seen within WORKER_LOST_SECONDS; a worker that stops
 renewing (crashed, cut off) loses its leases there. A (re)registration wakes the queued
 runs, since capacity has just arrived.
+
+A worker whose registration was not renewed for WORKER_LOST_SECONDS (frozen, cut off) was
+taken for lost, and its runs may have been placed again elsewhere: before it renews (so before
+any run can be placed on it again) it runs its fence, which stops the units of those runs
+still running on its engine (``activities/fencing.py``). The worker runs it once before its
+first registration too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,13 +40,20 @@ class WorkerRegistry:
         client: Client,
         settings: Settings,
         inventory: Inventory,
+        fence: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._sessions = sessions
         self._client = client
         self._settings = settings
         self.inventory = inventory
+        self._fence = fence
+        self._renewed = time.monotonic()
 
     async def register(self) -> None:
+        try:
+            await self._run_fence()
+        except Exception as err:  # an engine that cannot be reached runs nothing either
+            logger.warning("could not look for stale units before registering: %s", err)
         inventory = self.inventory
         async with self._sessions() as session:
             await capacity.register_worker(
@@ -67,14 +82,27 @@ class WorkerRegistry:
         while True:
             await asyncio.sleep(self._settings.worker_heartbeat_seconds)
             try:
+                if time.monotonic() - self._renewed >= self._settings.worker_lost_seconds:
+                    logger.warning(
+                        "worker %s was not renewed for %.0f s: stopping runs placed elsewhere",
+                        self.inventory.name,
+                        time.monotonic() - self._renewed,
+                    )
+                    await self._run_fence()
                 async with self._sessions() as session:
                     known = await capacity.heartbeat_worker(
                         session, self.inventory.task_queue, utcnow()
                     )
                 if not known:
                     await self.register()
+                self._renewed = time.monotonic()
             except Exception as err:  # the database is away: try again at the next beat
                 logger.warning("worker heartbeat failed: %s", err)
+
+    async def _run_fence(self) -> None:
+        """Stop stale copies on this engine; raises (no renewal) if that cannot be done."""
+        if self._fence is not None:
+            await self._fence()
 
     async def _wake(self) -> None:
         try:

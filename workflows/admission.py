@@ -40,6 +40,10 @@ with workflow.unsafe.imports_passed_through():
 # pull and the attempt on the leased worker's queue, the release at the run's end, and the
 # RUNNING notification sent once the run is admitted rather than at its start.
 CAPACITY_PATCH = "capacity-admission"
+# workflow.patched id (release 0.5): the attempt carries the run's placement epoch from its
+# admission, so a copy left on a host taken for lost is fenced (store/fencing.py) once the
+# run is placed again; its checkpoints go to a directory of its epoch.
+REPLACEMENT_PATCH = "host-replacement-placement-epochs"
 _STORE_TIMEOUT = timedelta(seconds=30)
 # A woken run whose admission met a busy database tries again soon: the GPU is waiting.
 _STORE_RETRY = RetryPolicy(
@@ -120,9 +124,13 @@ async def run_admitted_attempt(
         return await run_attempt(plan, attempt)
     while True:
         placed = await gate.admit(plan, attempt, on_queued)
+        if not workflow.patched(REPLACEMENT_PATCH):
+            placed = placed.model_copy(update={"epoch": None})
         await on_admitted()
         outcome = await run_placed_attempt(plan, attempt, placed)
         if outcome is not None:
             return outcome
-        # The worker did not take it in time: its lease goes, and the run is placed again.
+        # The worker did not take it within HOST_LOST_SECONDS: its lease goes, and the run is
+        # placed again (the next epoch), resuming from its latest recorded checkpoint; the
+        # attempt number stays, so no retry is used.
         await gate.release(plan)

@@ -78,7 +78,7 @@ async def run_placed_attempt(
     """
     try:
         ready = await _pull_image(plan, attempt, placed.task_queue)
-        return await _execute_attempt(plan, attempt, ready, placed.gpus)
+        return await _execute_attempt(plan, attempt, ready, placed.gpus, placed.epoch)
     except ActivityError as err:
         if not _never_started(err):
             raise
@@ -111,7 +111,11 @@ async def _pull_image(plan: RunPlan, attempt: int, task_queue: str | None = None
 
 
 async def _execute_attempt(
-    plan: RunPlan, attempt: int, ready: ImageReady | None, gpus: list[str] | None = None
+    plan: RunPlan,
+    attempt: int,
+    ready: ImageReady | None,
+    gpus: list[str] | None = None,
+    epoch: int | None = None,
 ) -> AttemptOutcome:
     """The attempt on the worker that made its image ready, or (``ready`` None) on any."""
     outcome: AttemptOutcome = await workflow.execute_activity(
@@ -123,6 +127,7 @@ async def _execute_attempt(
             spec=plan.spec,
             image_ready=ready is not None,
             gpus=gpus,
+            epoch=epoch,
         ),
         result_type=AttemptOutcome,
         task_queue=ready.task_queue if ready is not None else None,

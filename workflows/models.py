@@ -37,6 +37,8 @@ JOB_RUNNING = "JobRunning"
 CLAIM_HELD = "ClaimHeld"
 RUNTIME_UNAVAILABLE = "RuntimeUnavailable"
 INVALID_SPEC = "InvalidSpec"
+# A copy of a run whose placement epoch is no longer the run's (it was placed again).
+FENCED = "Fenced"
 IMAGE_UNAVAILABLE = "ImageUnavailable"
 # Retried, and counted by the attempt activity (INFRA_MAX_ATTEMPTS in a row).
 ENGINE_UNREACHABLE = "EngineUnreachable"
@@ -215,6 +217,9 @@ class RunAttemptInput(BaseModel):
     image_ready: bool = False
     # GPU ids leased for this attempt on its worker (None: no lease, as before leases).
     gpus: list[str] | None = None
+    # The run's placement epoch this copy runs under (None: runs from before epochs, and
+    # runs without a lease). A copy whose epoch is no longer the run's is stale: fenced.
+    epoch: int | None = None
 
     _accept_flat = model_validator(mode="before")(_nest_spec)
 
@@ -237,6 +242,8 @@ class Admission(BaseModel):
     gpus: list[str] = Field(default_factory=list)
     queue_reason: str | None = None
     queue_position: int | None = None
+    # The run's placement epoch under this lease (None from workers before epochs).
+    epoch: int | None = None
 
 
 class ReleaseCapacity(BaseModel):

@@ -34,7 +34,10 @@ STOP_TIMEOUT = 60.0
 class SecondEngine:
     """One ``dockerd`` with its own directories and bridge; :meth:`cleanup` undoes it all."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, live_restore: bool = False) -> None:
+        # True for a simulated host (tests/faults/test_two_hosts.py): its containers outlive
+        # a frozen or stopped engine, as on a real host that drops off the network.
+        self.live_restore = live_restore
         # Short: containerd's sockets live under the exec root (108 bytes per socket path).
         self.root = Path(tempfile.mkdtemp(prefix="oe-", dir="/tmp"))
         self.url = f"unix://{self.root / 'docker.sock'}"
@@ -84,7 +87,7 @@ class SecondEngine:
                     "--iptables=false",
                     "--ip6tables=false",
                     "--ip-masq=false",
-                    "--live-restore=false",
+                    f"--live-restore={'true' if self.live_restore else 'false'}",
                     "--containerd-namespace=orchtest",
                     "--containerd-plugins-namespace=orchtest-plugins",
                 ],
@@ -116,6 +119,15 @@ class SecondEngine:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait(STOP_TIMEOUT)
+
+    def freeze(self) -> None:
+        """SIGSTOP the engine (its containers, under their shims, keep running)."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
     def _forget_dead_containerd(self) -> None:
         """Remove the pid file of a containerd that died with a crashed dockerd.
@@ -152,6 +164,7 @@ class SecondEngine:
 
     def cleanup(self) -> None:
         """Stop the engine, remove its directories and its bridge, whatever state they are in."""
+        self.thaw()
         with contextlib.suppress(Exception):
             self.stop()
         if self._process is not None and self._process.poll() is None:

@@ -39,7 +39,10 @@ from temporalio.client import (
 
 from core.settings import Settings
 from runtimes.base import LABEL_JOB_ID
+from store import capacity
+from store.db import create_engine, create_sessionmaker
 from store.migrate import upgrade
+from store.models import utcnow
 from tests.conftest import (
     BUSYBOX_IMAGE,
     api_client,
@@ -292,6 +295,38 @@ class Recorder:
             raise RuntimeError(f"cancel: {response.status_code} {response.text}")
         await self.record_closed("queued_cancelled", huge_handle, WorkflowExecutionStatus.CANCELED)
 
+    async def replaced(self) -> None:
+        """Re-placement (0.5): a one-GPU run placed on a worker that never takes its pull (a
+        host registered in SQL and lost at once) is placed again on the real worker, under
+        epoch 2, after HOST_LOST_SECONDS; it completes without using a retry."""
+        engine = create_engine(self.settings.sqlalchemy_url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                # Fewer CPUs than the real worker: best fit places the run here first.
+                await capacity.register_worker(
+                    session,
+                    name="lost-host",
+                    pool=self.settings.task_queue,
+                    task_queue=f"{self.settings.task_queue}-lost-host",
+                    gpus=["0"],
+                    cpus=0.5,
+                    memory_bytes=2**30,
+                    max_attempts=1,
+                    now=utcnow(),
+                )
+        finally:
+            await engine.dispose()
+        job_id = await self.create_job(
+            command=["sh", "-c", 'echo "epoch $PLACEMENT_EPOCH"; exit 0'],
+            resources={"gpus": 1},
+            max_retries=0,
+        )
+        handle = await self.run_handle(job_id)
+        await self.record_closed("replaced", handle, WorkflowExecutionStatus.COMPLETED)
+        run = (await self.api.get(f"/jobs/{job_id}/runs")).json()["runs"][0]
+        if run["host"] == "lost-host" or run["retry_count"] != 0:
+            raise RuntimeError(f"replaced: not placed again as expected: {run}")
+
     async def cleanup(self) -> None:
         for job_id in self.job_ids:
             with contextlib.suppress(Exception):
@@ -338,6 +373,11 @@ async def main(release: str) -> None:
             task_queue=f"replay-record-{uuid.uuid4().hex[:8]}",
             worker_gpus="0",
             gpu_device_requests=False,
+            # A lost host is noticed within seconds (the re-placement case): the worker
+            # renews every second, and a host silent for 3 s has lost its leases by then.
+            worker_heartbeat_seconds=1,
+            worker_lost_seconds=3,
+            host_lost_seconds=5,
         )
         await asyncio.to_thread(upgrade, settings.sqlalchemy_url)
         async with build_worker(settings, env.client) as worker, worker:
@@ -353,6 +393,7 @@ async def main(release: str) -> None:
                     await recorder.mid_run()
                     await recorder.gpu_queue()
                     await recorder.skipped_firing()
+                    await recorder.replaced()
                 finally:
                     await recorder.cleanup()
     finally:

@@ -16,7 +16,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.admission import CAPACITY_PATCH
+from workflows.admission import CAPACITY_PATCH, REPLACEMENT_PATCH
 from workflows.attempts import DIRECT_STARTS_PATCH, PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES
 from workflows.training import TrainingJobWorkflow
 
@@ -36,8 +36,19 @@ BOTH = "0.3-pull-and-infra-counted"
 CAPACITY = "0.4-capacity"
 CAPACITY_CASES = {"gpu_leased", "queued_then_admitted", "queued_cancelled"}
 DIRECT_STARTS = "0.4-direct-starts"
-# Both together: the path runs take today.
-CURRENT = "0.5-direct-starts-and-capacity"
+# Both together: the path runs took from their merge.
+DIRECT_AND_CAPACITY = "0.5-direct-starts-and-capacity"
+# Placement epochs on capacity alone, and a run placed again after its host was lost.
+REPLACEMENT = "0.5-replacement"
+# Everything: the path runs take today.
+CURRENT = "0.6-direct-starts-capacity-replacement"
+ALL_PATCHES = {
+    PULL_IMAGE_PATCH,
+    UNLIMITED_ATTEMPT_RETRIES,
+    DIRECT_STARTS_PATCH,
+    CAPACITY_PATCH,
+    REPLACEMENT_PATCH,
+}
 RELEASES = {
     FLAT_SPEC: (REQUIRED, set()),
     PULL_ACTIVITY: (REQUIRED | {"image_unavailable"}, {PULL_IMAGE_PATCH}),
@@ -54,9 +65,19 @@ RELEASES = {
         REQUIRED | {"image_unavailable", "oom_killed", "skipped_firing"},
         {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES, DIRECT_STARTS_PATCH},
     ),
-    CURRENT: (
+    DIRECT_AND_CAPACITY: (
         REQUIRED | {"image_unavailable", "oom_killed", "skipped_firing"} | CAPACITY_CASES,
         {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES, DIRECT_STARTS_PATCH, CAPACITY_PATCH},
+    ),
+    REPLACEMENT: (
+        REQUIRED | {"image_unavailable", "oom_killed"} | CAPACITY_CASES | {"replaced"},
+        {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES, CAPACITY_PATCH, REPLACEMENT_PATCH},
+    ),
+    CURRENT: (
+        REQUIRED
+        | {"image_unavailable", "oom_killed", "skipped_firing", "replaced"}
+        | CAPACITY_CASES,
+        ALL_PATCHES,
     ),
 }
 # A firing skipped for a manual run ends before admission: it carries the direct-starts patch.
@@ -64,7 +85,7 @@ SKIPPED = {"skipped_firing"}
 # Cases that end (or were caught) before their first attempt: fewer patches than their folder.
 BEFORE_AN_ATTEMPT = {"mid_run", "image_unavailable", "queued_cancelled"} | SKIPPED
 # Runs placed on a worker by a lease pull there directly: no pull-image-activity marker.
-PLACED = {"gpu_leased", "queued_then_admitted", "oom_killed"}
+PLACED = {"gpu_leased", "queued_then_admitted", "oom_killed", "replaced"}
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -98,6 +119,9 @@ def test_each_release_holds_its_cases_on_its_own_path(release: str) -> None:
             expected = carried
             if CAPACITY_PATCH in carried and path.stem in PLACED:
                 expected = carried - {PULL_IMAGE_PATCH}
+            else:
+                # Only a run placed by a lease carries its placement epoch's marker.
+                expected = carried - {REPLACEMENT_PATCH}
             assert patches(path) == expected, path
         if CAPACITY_PATCH in carried and path.stem not in SKIPPED:
             assert CAPACITY_PATCH in patches(path), path
