@@ -217,12 +217,12 @@ BURST = 1000
 async def fired_burst(
     sessions: Any, one_tick: Callable[[], Awaitable[dict[str, Any]]]
 ) -> dict[str, Any]:
-    """A tick right after BURST schedules fired: their mirrored next firing has passed."""
+    """The ticks right after BURST schedules fired: their mirrored next firing has passed."""
     async with sessions() as session:
         ids = (await session.scalars(select(Job.job_id).order_by(Job.job_id).limit(BURST))).all()
         await session.execute(update(Job).where(Job.job_id.in_(ids)).values(next_run_at=BASE))
         await session.commit()
-    return await one_tick()
+    return {"first": await one_tick(), "second": await one_tick(), "third": await one_tick()}
 
 
 async def paused_burst(
@@ -453,11 +453,12 @@ async def main(args: argparse.Namespace) -> None:
                 f"(a whole listing, for comparison: {tick['listing_s']:.2f} s)"
             )
             if largest:
-                fired = tick["fired"]
-                say(
-                    f"  tick after {BURST} firings: {fired['s']:.2f} s, {fired['rows']} rows "
-                    f"written, RPCs {fired['rpcs']}, dev server CPU {fired['server_cpu']:.2f} s"
-                )
+                for name, fired in tick["fired"].items():
+                    say(
+                        f"  {BURST} firings at once, {name} tick: {fired['s']:.2f} s, "
+                        f"{fired['rows']} rows written, RPCs {fired['rpcs']}, dev server CPU "
+                        f"{fired['server_cpu']:.2f} s"
+                    )
                 for name, burst in tick["paused"].items():
                     say(
                         f"  {BURST} paused outside the API, {name} tick: {burst['s']:.2f} s, "
