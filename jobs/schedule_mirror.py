@@ -19,15 +19,13 @@ store, which can lag a change by a moment; the next tick reads it again.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from jobs.schedule_listing import ScheduleStates
 from jobs.temporal import JobSchedules
 from store import schedule_events
-
-logger = logging.getLogger(__name__)
 
 # Jobs asked about by id per tick (resumed outside the API first, then due or unknown): on
 # the dev server, 500 ids cost about what a page of the whole listing costs.
@@ -65,8 +63,9 @@ class ScheduleMirror:
         async with self._sessions() as session:
             return await schedule_events.mirror_states(session, states, actor="ui/cli")
 
-    async def _sweep(self) -> dict[str, tuple[bool, str | None, datetime | None]]:
-        states: dict[str, tuple[bool, str | None, datetime | None]] = {}
+    async def _sweep(self) -> ScheduleStates:
+        """The sweep's pages of this tick, from where the last tick left it."""
+        states: ScheduleStates = {}
         for _ in range(self.sweep_pages):
             try:
                 page, self._cursor = await self._schedules.states_page(self._cursor)
