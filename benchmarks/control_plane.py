@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select, text, update
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -158,7 +158,10 @@ async def wait_listed(schedules: JobSchedules, count: int) -> float:
     return time.perf_counter() - began
 
 
-async def measure_ticks(settings: Settings, client: Client, repeat: int) -> dict[str, Any]:
+async def measure_ticks(
+    settings: Settings, client: Client, repeat: int, bursts: bool
+) -> dict[str, Any]:
+    """The first tick, the ticks until the mirror has caught up, steady ticks and bursts."""
     engine = create_engine(settings.sqlalchemy_url)
     sessions = create_sessionmaker(engine)
     temporal = TemporalConnection.of(client)
@@ -167,35 +170,78 @@ async def measure_ticks(settings: Settings, client: Client, repeat: int) -> dict
     service = JobService(sessions, schedules, settings, scheduling)
     plane = ControlPlaneReconciler(sessions, temporal, service, scheduling, settings, "bench")
     calls = count_rpcs(client)
-    first_seconds, first = await timed(plane.tick)
-    first_calls = sum(calls.values())
-    times, cpu, server_cpu, per_tick, mirrored = [], [], [], [], []
     servers = dev_server_pids()
-    for _ in range(repeat):
+
+    async def one_tick() -> dict[str, Any]:
         calls.clear()
         cpu_before = time.process_time()
         server_before = sum(cpu_seconds(pid) for pid in servers)
         seconds, report = await timed(plane.tick)
-        cpu.append(time.process_time() - cpu_before)
-        server_cpu.append(sum(cpu_seconds(pid) for pid in servers) - server_before)
-        times.append(seconds)
-        per_tick.append(dict(calls))
-        mirrored.append(report.schedules_mirrored)
-    listing_s = statistics.median([(await timed(schedules.list_states))[0] for _ in range(3)])
+        return {
+            "s": seconds,
+            "cpu": time.process_time() - cpu_before,
+            "server_cpu": sum(cpu_seconds(pid) for pid in servers) - server_before,
+            "rpcs": dict(calls),
+            "rows": report.schedules_mirrored,
+        }
+
+    first = await one_tick()
+    # Catching up: every row starts with no next_run_at, asked for 1,000 a tick.
+    catch_up = [first]
+    while catch_up[-1]["rows"] and len(catch_up) < 50:
+        catch_up.append(await one_tick())
+    steady = [await one_tick() for _ in range(repeat)]
+    result: dict[str, Any] = {
+        "first": first,
+        "catch_up_ticks": len(catch_up),
+        "catch_up_max_s": max(t["s"] for t in catch_up),
+        "tick_s": statistics.median(t["s"] for t in steady),
+        "tick_max_s": max(t["s"] for t in steady),
+        "tick_cpu_s": statistics.median(t["cpu"] for t in steady),
+        "tick_server_cpu_s": statistics.median(t["server_cpu"] for t in steady),
+        "rpcs": steady[-1]["rpcs"],
+        "rows_written": max(t["rows"] for t in steady),
+        "listing_s": statistics.median([(await timed(schedules.list_states))[0] for _ in range(3)]),
+    }
+    if bursts:
+        result["fired"] = await fired_burst(sessions, one_tick)
+        result["paused"] = await paused_burst(client, schedules, one_tick)
     await plane.release()
     await engine.dispose()
-    return {
-        "listing_s": listing_s,
-        "first_tick_s": first_seconds,
-        "first_tick_rows": first.schedules_mirrored,
-        "first_tick_rpcs": first_calls,
-        "tick_s": statistics.median(times),
-        "tick_max_s": max(times),
-        "tick_cpu_s": statistics.median(cpu),
-        "tick_server_cpu_s": statistics.median(server_cpu),
-        "rpcs": per_tick[-1],
-        "rows_written": max(mirrored),
-    }
+    return result
+
+
+BURST = 1000
+
+
+async def fired_burst(
+    sessions: Any, one_tick: Callable[[], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """The ticks right after BURST schedules fired: their mirrored next firing has passed."""
+    async with sessions() as session:
+        ids = (await session.scalars(select(Job.job_id).order_by(Job.job_id).limit(BURST))).all()
+        await session.execute(update(Job).where(Job.job_id.in_(ids)).values(next_run_at=BASE))
+        await session.commit()
+    return {"first": await one_tick(), "second": await one_tick(), "third": await one_tick()}
+
+
+async def paused_burst(
+    client: Client, schedules: JobSchedules, one_tick: Callable[[], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """Ticks with BURST schedules paused outside the API: the one that mirrors it, then steady."""
+    ids = sorted(await schedules.list_states())[-BURST:]
+    gate = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+    async def pause(job_id: str) -> None:
+        async with gate:
+            await client.get_schedule_handle(job_id).pause(note="paused outside the API")
+
+    await asyncio.gather(*(pause(job_id) for job_id in ids))
+    while len(await schedules.paused_states()) < len(ids):
+        await asyncio.sleep(1)
+    mirrored = await one_tick()
+    steady = await one_tick()
+    return {"mirrored": mirrored, "steady": steady}
 
 
 # 2. Idle CPU -------------------------------------------------------------------------------
@@ -393,16 +439,32 @@ async def main(args: argparse.Namespace) -> None:
                 f"{listed_s:.1f} s more"
             )
             made = target
-            tick = await measure_ticks(settings, env.client, args.repeat_ticks)
+            largest = target == max(args.schedules)
+            tick = await measure_ticks(settings, env.client, args.repeat_ticks, largest)
+            first = tick["first"]
             say(
-                f"{target:>7} schedules: first tick {tick['first_tick_s']:.2f} s "
-                f"({tick['first_tick_rows']} rows written, {tick['first_tick_rpcs']} RPCs); "
+                f"{target:>7} schedules: first tick {first['s']:.2f} s ({first['rows']} rows "
+                f"written, RPCs {first['rpcs']}); caught up after {tick['catch_up_ticks']} "
+                f"ticks (slowest {tick['catch_up_max_s']:.2f} s); "
                 f"steady tick median {tick['tick_s']:.2f} s (max {tick['tick_max_s']:.2f} s, "
                 f"CPU: {tick['tick_cpu_s']:.2f} s here, {tick['tick_server_cpu_s']:.2f} s in the "
                 "dev server), "
                 f"{tick['rows_written']} rows written, RPCs per tick {tick['rpcs']} "
-                f"(the listing alone: {tick['listing_s']:.2f} s)"
+                f"(a whole listing, for comparison: {tick['listing_s']:.2f} s)"
             )
+            if largest:
+                for name, fired in tick["fired"].items():
+                    say(
+                        f"  {BURST} firings at once, {name} tick: {fired['s']:.2f} s, "
+                        f"{fired['rows']} rows written, RPCs {fired['rpcs']}, dev server CPU "
+                        f"{fired['server_cpu']:.2f} s"
+                    )
+                for name, burst in tick["paused"].items():
+                    say(
+                        f"  {BURST} paused outside the API, {name} tick: {burst['s']:.2f} s, "
+                        f"{burst['rows']} rows written, RPCs {burst['rpcs']}, dev server CPU "
+                        f"{burst['server_cpu']:.2f} s"
+                    )
         say(f"\n## Idle CPU with {made} schedules (window {args.cpu_window:.0f} s)")
         cpu = await idle_cpu(settings, args.cpu_window, work)
         say(

@@ -2,9 +2,10 @@
 
 Temporal owns the schedule. SQL keeps a mirror of ``paused`` and ``next_run_at`` so lists
 and stats need no Temporal call; a single-job read refreshes it from Temporal, and the API's
-reconciler (its leader, jobs/control_plane.py) refreshes all of them every
-RECONCILE_INTERVAL_SECONDS, which is how a pause made
-in the Temporal UI or with ``temporal schedule toggle`` reaches the API.
+reconciler (its leader, jobs/control_plane.py) refreshes what can have changed every
+RECONCILE_INTERVAL_SECONDS and sweeps the rest a page a tick (jobs/schedule_mirror.py),
+which is how a pause made in the Temporal UI or with ``temporal schedule toggle`` reaches
+the API.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from core.settings import Settings
 from jobs.requests import BackfillRequest
 from jobs.responses import BackfillResponse, FiringTime, ScheduleEventResponse, ScheduleView
 from jobs.run_starts import RunStarts
+from jobs.schedule_mirror import ScheduleMirror
 from jobs.temporal import JobSchedules
 from store import audit, journal, schedule_events
 from store import jobs as job_store
@@ -50,6 +52,7 @@ class SchedulingService:
         self._schedules = schedules
         self._settings = settings
         self._starts = RunStarts(sessions, schedules)
+        self.mirror = ScheduleMirror(sessions, schedules)
 
     async def describe(self, job: Job) -> ScheduleDescription | None:
         """Like :meth:`refresh`, but None while Temporal cannot answer."""
@@ -190,14 +193,12 @@ class SchedulingService:
         )
 
     async def sync_mirror(self) -> int:
-        """Bring every job's ``paused`` and ``next_run_at`` in line with Temporal.
+        """Bring the jobs' ``paused`` and ``next_run_at`` in line with Temporal, one tick's part.
 
-        One schedule listing (a call per page) and one SQL read and one bulk write of the
-        rows that changed, whatever the number of jobs. Returns how many rows changed.
+        What can have changed, and a page of the rest (jobs/schedule_mirror.py): calls grow
+        with pages, not jobs. Returns how many rows changed.
         """
-        states = await self._schedules.list_states()
-        async with self._sessions() as session:
-            return await schedule_events.mirror_states(session, states, actor="ui/cli")
+        return await self.mirror.sync()
 
     async def _mirror(
         self,

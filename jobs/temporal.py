@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -12,7 +13,6 @@ from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
-from temporalio.api.workflowservice.v1 import ListSchedulesRequest
 from temporalio.client import (
     Client,
     Schedule,
@@ -37,7 +37,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.errors import ServiceUnavailable
+from jobs import schedule_listing
 from jobs.matching_times import schedule_matching_times
+from jobs.schedule_listing import PAUSED_QUERY, ScheduleStates
 from jobs.schedule_parts import SchedulePart
 from store.models import Job
 from workflows.models import (
@@ -65,8 +67,6 @@ OVERLAP_POLICIES = {
     "terminate_other": ScheduleOverlapPolicy.TERMINATE_OTHER,
     "allow_all": ScheduleOverlapPolicy.ALLOW_ALL,
 }
-# Schedules per page of a listing: the mirror's calls grow with pages, not jobs.
-LIST_PAGE_SIZE = 1000
 # Temporal's own default, used when a job does not set catchup_window_seconds.
 DEFAULT_CATCHUP_WINDOW = timedelta(days=365)
 
@@ -244,36 +244,24 @@ class JobSchedules:
         client = await self._temporal.client()
         return await schedule_matching_times(client, job_id, start, end, limit, self._timeout)
 
-    async def list_states(self) -> dict[str, tuple[bool, str | None, datetime | None]]:
-        """``job_id -> (paused, note, next firing)`` of every schedule, in one listing.
+    async def list_states(self) -> ScheduleStates:
+        """``job_id -> (paused, note, next firing)`` of every schedule, in one listing."""
+        return await schedule_listing.list_all(await self._temporal.client(), self._timeout)
 
-        Read from the listing's protos as they come (one call per page of LIST_PAGE_SIZE):
-        the SDK's conversion of each entry's spec and actions would cost more than the call.
-        """
+    async def paused_states(self) -> ScheduleStates:
+        """The states of the paused schedules only (a filtered listing)."""
         client = await self._temporal.client()
-        states: dict[str, tuple[bool, str | None, datetime | None]] = {}
-        token = b""
-        while True:
-            page = await client.workflow_service.list_schedules(
-                ListSchedulesRequest(
-                    namespace=client.namespace,
-                    maximum_page_size=LIST_PAGE_SIZE,
-                    next_page_token=token,
-                ),
-                retry=True,
-                timeout=self._timeout,
-            )
-            for entry in page.schedules:
-                if not entry.HasField("info"):
-                    continue
-                info = entry.info
-                upcoming = None
-                if info.future_action_times:
-                    upcoming = info.future_action_times[0].ToDatetime(tzinfo=UTC)
-                states[entry.schedule_id] = (info.paused, info.notes or None, upcoming)
-            token = page.next_page_token
-            if not token:
-                return states
+        return await schedule_listing.list_all(client, self._timeout, PAUSED_QUERY)
+
+    async def states_of(self, job_ids: Sequence[str]) -> ScheduleStates:
+        """The states of these schedules, by ``ScheduleId IN (...)`` queries."""
+        client = await self._temporal.client()
+        return await schedule_listing.list_ids(client, self._timeout, job_ids)
+
+    async def states_page(self, token: bytes) -> tuple[ScheduleStates, bytes]:
+        """One page of the whole listing from ``token``, and the next page's token."""
+        client = await self._temporal.client()
+        return await schedule_listing.list_page(client, self._timeout, token)
 
     async def start_run(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -14,6 +14,8 @@ from store.models import Backfill, Job, ScheduleEvent, utcnow
 RECENT_EVENTS = 100
 # A schedule firing that did not run because another run held the job.
 SKIPPED = "skipped"
+# Job ids per `IN (...)` read of the mirror (well under SQLite's bound on parameters).
+IDS_PER_READ = 1000
 
 
 def add_pause_event(
@@ -77,13 +79,37 @@ async def mirror_state(
     return True
 
 
+async def mirror_candidates(
+    session: AsyncSession, now: datetime, limit: int
+) -> tuple[list[str], list[str]]:
+    """What the mirror must ask Temporal about, besides the paused listing.
+
+    Returns the ids of the jobs mirrored as paused, and up to ``limit`` ids of unpaused jobs
+    with a cron whose ``next_run_at`` has passed (the schedule fired, or is about to) or is
+    not known yet (a job just created or resumed), the oldest first.
+    """
+    paused = await session.scalars(select(Job.job_id).where(Job.paused.is_(True)))
+    stale = await session.scalars(
+        select(Job.job_id)
+        .where(
+            Job.paused.is_(False),
+            Job.schedule.is_not(None),
+            Job.schedule != "",
+            or_(Job.next_run_at.is_(None), Job.next_run_at <= now),
+        )
+        .order_by(Job.next_run_at.is_not(None), Job.next_run_at)
+        .limit(limit)
+    )
+    return list(paused.all()), list(stale.all())
+
+
 ScheduleState = tuple[bool, str | None, datetime | None]
 
 
 async def mirror_states(
     session: AsyncSession, states: dict[str, ScheduleState], *, actor: str
 ) -> int:
-    """Store many schedules' states at once (commits): one read, one bulk write.
+    """Store many schedules' states at once (commits): a read per 1,000, one bulk write.
 
     ``states`` maps job ids to ``(paused, note, next firing)``. Only rows whose ``paused``
     or ``next_run_at`` differ are written (a paused job's ``next_run_at`` is None); a
@@ -91,9 +117,17 @@ async def mirror_states(
     """
     if not states:
         return 0
-    rows = await session.execute(select(Job.job_id, Job.paused, Job.next_run_at))
+    ids = list(states)
+    found: list[tuple[str, bool, datetime | None]] = []
+    for start in range(0, len(ids), IDS_PER_READ):  # only the rows listed: no full scan
+        rows = await session.execute(
+            select(Job.job_id, Job.paused, Job.next_run_at).where(
+                Job.job_id.in_(ids[start : start + IDS_PER_READ])
+            )
+        )
+        found.extend((job_id, bool(paused), upcoming) for job_id, paused, upcoming in rows.all())
     changes: list[dict[str, object]] = []
-    for job_id, paused_now, next_now in rows.all():
+    for job_id, paused_now, next_now in found:
         state = states.get(job_id)
         if state is None:
             continue

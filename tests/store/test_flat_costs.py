@@ -371,3 +371,24 @@ async def test_counters_stay_exact_under_concurrent_writers(sessions: Sessions) 
     assert await assert_counters_exact(sessions) == counters
     assert counters["runs:completed"] + counters["runs:cancelled"] == 9
     assert counters["runs:retries"] == 9 and counters["jobs:scheduled"] == 9
+
+
+async def test_mirror_candidates_are_the_paused_and_the_due(sessions: Sessions) -> None:
+    now = T0
+    await add_jobs(
+        sessions,
+        make_job("train-c-paused", schedule="0 * * * *", paused=True),
+        make_job("train-c-oneoff", schedule=None),
+        make_job("train-c-empty", schedule=""),
+        make_job("train-c-ahead", schedule="0 * * * *", next_run_at=now + timedelta(hours=1)),
+        make_job("train-c-fired", schedule="0 * * * *", next_run_at=now - timedelta(minutes=1)),
+        make_job("train-c-older", schedule="0 * * * *", next_run_at=now - timedelta(hours=2)),
+        make_job("train-c-unknown", schedule="0 * * * *", next_run_at=None),
+    )
+    async with sessions() as session:
+        paused, due = await schedule_events.mirror_candidates(session, now, 10)
+        assert paused == ["train-c-paused"]
+        # Not known yet first, then the longest overdue; one-offs and future firings never.
+        assert due == ["train-c-unknown", "train-c-older", "train-c-fired"]
+        _, first_two = await schedule_events.mirror_candidates(session, now, 2)
+        assert first_two == ["train-c-unknown", "train-c-older"]
