@@ -40,6 +40,10 @@ with workflow.unsafe.imports_passed_through():
 # pull and the attempt on the leased worker's queue, the release at the run's end, and the
 # RUNNING notification sent once the run is admitted rather than at its start.
 CAPACITY_PATCH = "capacity-admission"
+# workflow.patched id (release 0.5): the attempt activity gives the lease back itself once
+# its container has exited and the run is over, so the next queued run starts while this
+# one's output is drained, its container removed and its status recorded.
+EARLY_RELEASE_PATCH = "capacity-release-on-exit"
 _STORE_TIMEOUT = timedelta(seconds=30)
 # A woken run whose admission met a busy database tries again soon: the GPU is waiting.
 _STORE_RETRY = RetryPolicy(
@@ -121,7 +125,8 @@ async def run_admitted_attempt(
     while True:
         placed = await gate.admit(plan, attempt, on_queued)
         await on_admitted()
-        outcome = await run_placed_attempt(plan, attempt, placed)
+        early = workflow.patched(EARLY_RELEASE_PATCH)
+        outcome = await run_placed_attempt(plan, attempt, placed, release_on_exit=early)
         if outcome is not None:
             return outcome
         # The worker did not take it in time: its lease goes, and the run is placed again.
