@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
 # pull and the attempt on the leased worker's queue, the release at the run's end, and the
 # RUNNING notification sent once the run is admitted rather than at its start.
 CAPACITY_PATCH = "capacity-admission"
-# workflow.patched id (release 0.5): the attempt activity gives the lease back itself once
+# workflow.patched id (release 0.6): the attempt activity gives the lease back itself once
 # its container has exited and the run is over, so the next queued run starts while this
 # one's output is drained, its container removed and its status recorded.
 EARLY_RELEASE_PATCH = "capacity-release-on-exit"

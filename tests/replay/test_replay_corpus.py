@@ -16,7 +16,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.admission import CAPACITY_PATCH
+from workflows.admission import CAPACITY_PATCH, EARLY_RELEASE_PATCH
 from workflows.attempts import DIRECT_STARTS_PATCH, PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES
 from workflows.training import TrainingJobWorkflow
 
@@ -36,8 +36,10 @@ BOTH = "0.3-pull-and-infra-counted"
 CAPACITY = "0.4-capacity"
 CAPACITY_CASES = {"gpu_leased", "queued_then_admitted", "queued_cancelled"}
 DIRECT_STARTS = "0.4-direct-starts"
-# Both together: the path runs take today.
-CURRENT = "0.5-direct-starts-and-capacity"
+# Both together.
+BOTH_04 = "0.5-direct-starts-and-capacity"
+# The lease given back by the attempt once its container exits: the path runs take today.
+CURRENT = "0.6-early-release"
 RELEASES = {
     FLAT_SPEC: (REQUIRED, set()),
     PULL_ACTIVITY: (REQUIRED | {"image_unavailable"}, {PULL_IMAGE_PATCH}),
@@ -54,9 +56,19 @@ RELEASES = {
         REQUIRED | {"image_unavailable", "oom_killed", "skipped_firing"},
         {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES, DIRECT_STARTS_PATCH},
     ),
-    CURRENT: (
+    BOTH_04: (
         REQUIRED | {"image_unavailable", "oom_killed", "skipped_firing"} | CAPACITY_CASES,
         {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES, DIRECT_STARTS_PATCH, CAPACITY_PATCH},
+    ),
+    CURRENT: (
+        REQUIRED | {"image_unavailable", "oom_killed", "skipped_firing"} | CAPACITY_CASES,
+        {
+            PULL_IMAGE_PATCH,
+            UNLIMITED_ATTEMPT_RETRIES,
+            DIRECT_STARTS_PATCH,
+            CAPACITY_PATCH,
+            EARLY_RELEASE_PATCH,
+        },
     ),
 }
 # A firing skipped for a manual run ends before admission: it carries the direct-starts patch.
@@ -98,6 +110,9 @@ def test_each_release_holds_its_cases_on_its_own_path(release: str) -> None:
             expected = carried
             if CAPACITY_PATCH in carried and path.stem in PLACED:
                 expected = carried - {PULL_IMAGE_PATCH}
+            else:
+                # Only a placed attempt (one that holds a lease) reaches the early release.
+                expected = carried - {EARLY_RELEASE_PATCH}
             assert patches(path) == expected, path
         if CAPACITY_PATCH in carried and path.stem not in SKIPPED:
             assert CAPACITY_PATCH in patches(path), path
