@@ -79,6 +79,27 @@ async def wake_queued(
     return woken
 
 
+async def release_and_wake(
+    client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    pool: str,
+    lost_after: timedelta,
+    run_id: str,
+) -> None:
+    """Give back what the run holds (or its place in the queue) and wake the next runs."""
+    async with sessions() as session:
+        released = await capacity.release(session, run_id)
+    if released.gpus or released.cpus_or_memory:
+        await wake_queued(
+            client,
+            sessions,
+            pool,
+            lost_after,
+            released.gpus,
+            WAKE_LIMIT if released.cpus_or_memory else 0,
+        )
+
+
 class CapacityActivities:
     """Holds the worker's session factory and settings; registered by worker.py."""
 
@@ -131,14 +152,10 @@ class CapacityActivities:
     @activity.defn(name=RELEASE_CAPACITY)
     async def release_capacity(self, request: ReleaseCapacity) -> None:
         """Give back what the run holds (or its place in the queue) and wake the next runs."""
-        async with self._sessions() as session:
-            released = await capacity.release(session, request.run_id)
-        if released.gpus or released.cpus_or_memory:
-            await wake_queued(
-                activity.client(),
-                self._sessions,
-                self._settings.task_queue,
-                self._lost_after,
-                released.gpus,
-                WAKE_LIMIT if released.cpus_or_memory else 0,
-            )
+        await release_and_wake(
+            activity.client(),
+            self._sessions,
+            self._settings.task_queue,
+            self._lost_after,
+            request.run_id,
+        )

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import incarnations, infrastructure
+from activities.admission import release_and_wake
 from activities.attempt_watcher import AttemptWatcher
 from activities.container_spec import checkpoint_host_dir, container_spec, epoch_subdir
 from activities.fault_points import pause_at
@@ -201,6 +202,8 @@ class TrainingActivities:
                 activity.logger.warning("%s: %s", spec.name, note)
                 await asyncio.to_thread(append_note, log_path, note)
                 continue
+            if request.release_on_exit and (ended.code == 0 or request.last_attempt):
+                await self._release_early(request)
             await pause_at(self._settings, "finish")
             await self._finish(spec.name, request, following, ended.code)
             # Bounded: the tail rides in the result, which Temporal limits in size.
@@ -212,6 +215,22 @@ class TrainingActivities:
                 oom_killed=ended.oom_killed,
                 memory_limit=ended.memory_limit,
             )
+
+    async def _release_early(self, request: RunAttemptInput) -> None:
+        """The run is over and its container has exited: its GPUs hold no process of it any
+        more, so the lease goes now and the next queued run starts while this attempt's
+        output is drained, its container removed and its status recorded. Best effort: the
+        workflow's own release (idempotent) follows in any case."""
+        try:
+            await release_and_wake(
+                activity.client(),
+                self._sessions,
+                self._settings.task_queue,
+                timedelta(seconds=self._settings.worker_lost_seconds),
+                request.run_id,
+            )
+        except Exception as err:  # the workflow's release_capacity gives it back
+            activity.logger.warning("early release of %s failed: %s", request.run_id, err)
 
     async def _interrupted(
         self, request: RunAttemptInput, following: Following, previous_start: datetime | None

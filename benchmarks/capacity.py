@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import datetime
@@ -37,6 +39,8 @@ from typing import Any
 import docker
 import httpx
 from sqlalchemy import select
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -47,7 +51,13 @@ from runtimes.base import LABEL_JOB_ID
 from store.db import create_engine, create_sessionmaker
 from store.migrate import upgrade
 from store.models import GpuLease
-from worker import build_worker
+from workflows.models import (
+    ACQUIRE_CAPACITY,
+    NOTIFY_RUN_STATUS,
+    PULL_IMAGE,
+    RELEASE_CAPACITY,
+    RUN_TRAINING_CONTAINER,
+)
 
 IMAGE = "orchestrator-bench-busybox:latest"
 GPUS = 4
@@ -159,32 +169,197 @@ class Bench:
                 raise SystemExit(f"workers {names} not registered within 120 s")
             await asyncio.sleep(0.2)
 
-    async def makespan(self, jobs: int, seconds: float) -> float:
+    async def makespan(self, jobs: int, seconds: float) -> tuple[float, list[dict[str, Any]]]:
         began = time.perf_counter()
         created = await asyncio.gather(*(self.create(f"sleep {seconds:g}") for _ in range(jobs)))
-        await asyncio.gather(
-            *(self.wait_for(job["job_id"], {"completed"}, timeout=900) for job in created)
-        )
-        return time.perf_counter() - began
+        waiting = {job["job_id"] for job in created}
+        deadline = time.monotonic() + 900
+        while waiting:
+            # One list request a tick, not one per job: the API shares this event loop.
+            body = (await self.api.get("/jobs", params={"page_size": 200})).json()
+            waiting -= {row["job_id"] for row in body["jobs"] if row["status"] == "completed"}
+            failed = [row for row in body["jobs"] if row["status"] in ("failed", "cancelled")]
+            if failed:
+                raise SystemExit(f"runs failed: {failed[:3]}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{len(waiting)} jobs not completed within 900 s")
+            await asyncio.sleep(0.05)
+        return time.perf_counter() - began, list(created)
 
 
-def worker_environment(settings: Settings, database_url: str | None) -> dict[str, str]:
-    values = {
+def start_worker(
+    settings: Settings, log: Path, name: str = "bench-worker"
+) -> subprocess.Popen[bytes]:
+    """``python -m worker`` with the benchmark's settings (4 fake GPUs), output to ``log``."""
+    env = {
+        **os.environ,
         "DATA_DIR": str(settings.data_dir),
         "TEMPORAL_ADDRESS": settings.temporal_address,
         "TASK_QUEUE": settings.task_queue,
-        "WORKER_NAME": settings.worker_name,
-        "WORKER_GPUS": ",".join(settings.worker_gpus or []),
-        "GPU_DEVICE_REQUESTS": "false",
+        "WORKER_NAME": name,
         "CONTAINER_NETWORK": "none",
         "IMAGE_PULL_POLICY": "never",
-        "POLL_INTERVAL_SECONDS": "0.1",
+        "POLL_INTERVAL_SECONDS": str(settings.poll_interval_seconds),
         "WORKER_METRICS_PORT": "0",
+        "WORKER_GPUS": ",".join(settings.worker_gpus or []),
+        "GPU_DEVICE_REQUESTS": "false",
         "LOG_LEVEL": "WARNING",
     }
-    if database_url:
-        values["DATABASE_URL"] = database_url
-    return values
+    if settings.database_url:
+        env["DATABASE_URL"] = settings.database_url
+    with open(log, "ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker"], env=env, stdout=output, stderr=output
+        )
+
+
+class ContainerEvents:
+    """The engine's start and die events of our containers, by job id, followed live (the
+    engine keeps only its last few hundred events for a later ``since`` query)."""
+
+    def __init__(self) -> None:
+        self.client = docker.from_env()
+        self.found: dict[str, dict[str, list[float]]] = {}
+        self.stream = self.client.events(
+            decode=True, filters={"type": "container", "label": LABEL_JOB_ID}
+        )
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+        self.thread.start()
+
+    def _follow(self) -> None:
+        with contextlib.suppress(Exception):  # the stream is closed at the end
+            for event in self.stream:
+                action = event.get("Action") or event.get("status")
+                if action not in ("start", "die"):
+                    continue
+                job_id = event["Actor"]["Attributes"].get(LABEL_JOB_ID)
+                found = self.found.setdefault(job_id, {}).setdefault(action, [])
+                found.append(event["timeNano"] / 1e9)
+
+    def close(self) -> None:
+        self.stream.close()
+        self.client.close()
+
+
+def _activity_times(history: Any) -> dict[str, dict[str, list[float]]]:
+    """Per activity type, its scheduled, started and completed times in one run, in order."""
+    names: dict[int, str] = {}
+    times: dict[str, dict[str, list[float]]] = {}
+
+    def add(name: str, what: str, stamp: float) -> None:
+        times.setdefault(name, {}).setdefault(what, []).append(stamp)
+
+    for event in history.events:
+        stamp = event.event_time.ToDatetime().timestamp()
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            name = event.activity_task_scheduled_event_attributes.activity_type.name
+            names[event.event_id] = name
+            add(name, "scheduled", stamp)
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            scheduled = event.activity_task_started_event_attributes.scheduled_event_id
+            add(names[scheduled], "started", stamp)
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            scheduled = event.activity_task_completed_event_attributes.scheduled_event_id
+            add(names[scheduled], "completed", stamp)
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            add("signal", "received", stamp)
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+            add("workflow", "completed", stamp)
+    return times
+
+
+async def phases(
+    client: Client, bench: Bench, created: list[dict[str, Any]], events: ContainerEvents
+) -> dict[str, list[float]]:
+    """Where the time goes, from the runs' histories and the engine's container events."""
+    out: dict[str, list[float]] = {}
+
+    def add(name: str, value: float) -> None:
+        out.setdefault(name, []).append(value)
+
+    starts: list[float] = []
+    dies: list[float] = []
+    for job in created:
+        run_id = (await bench.status(job["job_id"]))["latest_run_id"]
+        times = _activity_times(await client.get_workflow_handle(run_id).fetch_history())
+        seen = events.found.get(job["job_id"], {})
+        if not seen.get("start") or not seen.get("die"):
+            continue
+        start, die = min(seen["start"]), max(seen["die"])
+        starts.append(start)
+        dies.append(die)
+        acquired = times[ACQUIRE_CAPACITY]["completed"][-1]
+        notified = times[NOTIFY_RUN_STATUS]["completed"][0]
+        pulled = times[PULL_IMAGE]["completed"][0]
+        attempt = times[RUN_TRAINING_CONTAINER]
+        released = times[RELEASE_CAPACITY]["completed"][0]
+        if "signal" in times:
+            woken = [t for t in times["signal"]["received"] if t <= acquired]
+            if woken:
+                add("woken (signal) -> admitted (acquire_capacity done)", acquired - woken[-1])
+        add("admitted -> RUNNING notified", notified - acquired)
+        add("notified -> image ready (pull_image done)", pulled - notified)
+        add("image ready -> attempt activity started", attempt["started"][0] - pulled)
+        add("attempt activity started -> container started", start - attempt["started"][0])
+        add("admitted -> container started", start - acquired)
+        add("container ran (start -> exit)", die - start)
+        add("container exit -> attempt activity done", attempt["completed"][0] - die)
+        add("container exit -> workflow's release_capacity done", released - die)
+        add("container exit -> workflow completed", times["workflow"]["completed"][0] - die)
+    # With the queue never empty, the i-th exit frees the GPU the (i+GPUS)-th start takes.
+    starts.sort()
+    dies.sort()
+    for die, start in zip(dies, starts[GPUS:], strict=False):
+        add("a container's exit -> the next queued container's start", start - die)
+    out["runs with both container events"] = [float(len(starts))]
+    return out
+
+
+async def bare_makespan(jobs: int, seconds: float) -> float:
+    """The same containers run bare (``docker run --rm``, no orchestrator), 4 at a time."""
+    gate = asyncio.Semaphore(GPUS)
+
+    async def one() -> None:
+        async with gate:
+            process = await asyncio.create_subprocess_exec(
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                IMAGE,
+                "sleep",
+                f"{seconds:g}",
+                stdout=asyncio.subprocess.DEVNULL,
+            )
+            if await process.wait() != 0:
+                raise SystemExit("docker run failed")
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(jobs)))
+    return time.perf_counter() - began
+
+
+async def bare_single(seconds: float, repeat: int = 5) -> float:
+    """Median wall time of one bare ``docker run --rm`` of the same container, alone."""
+    spans = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        process = await asyncio.create_subprocess_exec(
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            IMAGE,
+            "sleep",
+            f"{seconds:g}",
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        await process.wait()
+        spans.append(time.perf_counter() - began)
+    return statistics.median(spans)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -192,7 +367,14 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-async def main(samples: int, jobs: int, seconds: float, database_url: str | None) -> None:
+async def main(
+    samples: int,
+    jobs: int,
+    seconds: float,
+    database_url: str | None,
+    keep_log: Path | None,
+    poll_interval: float,
+) -> None:
     build_image()
     temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     env = await WorkflowEnvironment.start_local(
@@ -209,7 +391,7 @@ async def main(samples: int, jobs: int, seconds: float, database_url: str | None
         task_queue="bench-capacity",
         container_network="none",
         image_pull_policy="never",
-        poll_interval_seconds=0.1,
+        poll_interval_seconds=poll_interval,
         worker_metrics_port=0,
         worker_gpus=",".join(str(gpu) for gpu in range(GPUS)),  # type: ignore[arg-type]
         gpu_device_requests=False,
@@ -222,42 +404,61 @@ async def main(samples: int, jobs: int, seconds: float, database_url: str | None
         two_hosts.model_copy(update={"worker_name": name, "worker_gpus": ["0", "1"]})
         for name in ("bench-host-a", "bench-host-b")
     ]
+    # The worker is a process of its own, as deployed: the API and this benchmark's polling
+    # share no event loop (nor SQLite connections) with the worker's 60 workflows.
+    worker_log = data_dir / "worker.log"
+    worker = start_worker(settings, worker_log)
     try:
-        async with build_worker(settings, env.client) as worker, worker:
-            async with app.router.lifespan_context(app):
-                transport = httpx.ASGITransport(app=app)
-                async with httpx.AsyncClient(transport=transport, base_url="http://bench") as api:
-                    bench = Bench(api, settings)
-                    latencies = await bench.release_to_start(samples)
-                    span = await bench.makespan(jobs, seconds)
-        # One SDK worker per task queue per process: the second host is a process of its own.
-        second = subprocess.Popen(
-            [sys.executable, "-m", "worker"],
-            cwd=Path(__file__).resolve().parent.parent,
-            env={**os.environ, **worker_environment(hosts[1], database_url)},
-        )
-        app = create_app(two_hosts)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as api:
+                bench = Bench(api, settings)
+                latencies = await bench.release_to_start(samples)
+                events = ContainerEvents()
+                try:
+                    span, created = await bench.makespan(jobs, seconds)
+                    await asyncio.sleep(1)  # the last events reach the follower
+                finally:
+                    events.close()
+                breakdown = await phases(env.client, bench, created, events)
+                bare = await bare_makespan(jobs, seconds)
+                single = await bare_single(seconds)
+        # The same jobs on two workers (hosts) of 2 fake GPUs each, each a process of its own
+        # (they share this machine's Docker engine: this shows what placement costs).
+        worker.terminate()
+        worker.wait(30)
+        host_workers = [
+            start_worker(host, data_dir / f"{host.worker_name}.log", name=host.worker_name)
+            for host in hosts
+        ]
+        two_app = create_app(two_hosts)
         try:
-            async with (
-                build_worker(hosts[0], env.client) as first,
-                first,
-                app.router.lifespan_context(app),
-            ):
-                transport = httpx.ASGITransport(app=app)
+            async with two_app.router.lifespan_context(two_app):
+                transport = httpx.ASGITransport(app=two_app)
                 async with httpx.AsyncClient(transport=transport, base_url="http://bench") as api:
-                    bench = Bench(api, two_hosts)
-                    await bench.wait_for_workers({"bench-host-a", "bench-host-b"})
-                    two_host_span = await bench.makespan(jobs, seconds)
+                    two = Bench(api, two_hosts)
+                    await two.wait_for_workers({"bench-host-a", "bench-host-b"})
+                    two_host_span, _ = await two.makespan(jobs, seconds)
         finally:
-            second.terminate()
-            second.wait(60)
+            for host_worker in host_workers:
+                host_worker.terminate()
+                host_worker.wait(30)
     finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        log_text = worker_log.read_text(errors="replace") if worker_log.exists() else ""
+        if keep_log is not None:
+            keep_log.write_text(log_text)
         await env.shutdown()
         shutil.rmtree(data_dir, ignore_errors=True)
+    locked = log_text.count("database is locked")
     ideal = -(-jobs // GPUS) * seconds
     backend = "PostgreSQL" if database_url else "SQLite"
     sys.stdout.write(
-        f"store: {backend}\n"
+        f"store: {backend}, POLL_INTERVAL_SECONDS={poll_interval:g}\n"
         f"release -> next queued container start, {samples} samples\n"
         f"  p50 {statistics.median(latencies) * 1000:8.1f} ms   (goal under 1000 ms)\n"
         f"  p99 {percentile(latencies, 0.99) * 1000:8.1f} ms\n"
@@ -268,7 +469,17 @@ async def main(samples: int, jobs: int, seconds: float, database_url: str | None
         f"makespan of the same jobs on two workers (hosts) of 2 fake GPUs each\n"
         f"  measured {two_host_span:8.1f} s\n"
         f"  ratio    {two_host_span / ideal:8.2f}x  (against the same ideal)\n"
+        f"  activity failures with `database is locked` in the worker's log: {locked}\n"
+        f"bare `docker run --rm` of the same container, no orchestrator\n"
+        f"  one alone (median of 5) {single:6.2f} s  (overhead {single - seconds:5.2f} s a run)\n"
+        f"  {jobs} runs, 4 at a time  {bare:6.1f} s  ({bare / ideal:.2f}x the ideal)\n"
+        f"  our makespan / bare      {span / bare:6.2f}x\n"
+        f"where the time goes in the makespan (p50 / p90 over the runs, seconds)\n"
     )
+    for name, values in breakdown.items():
+        sys.stdout.write(
+            f"  {name:58s} {statistics.median(values):6.3f} / {percentile(values, 0.9):6.3f}\n"
+        )
 
 
 if __name__ == "__main__":
@@ -279,5 +490,22 @@ if __name__ == "__main__":
     parser.add_argument(
         "--database-url", default=None, help="e.g. postgresql+asyncpg://...; default SQLite"
     )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=2.0,
+        help="the worker's POLL_INTERVAL_SECONDS (default: its default; an exit is seen at "
+        "once whatever it is, as the wait is the engine's own)",
+    )
+    parser.add_argument("--worker-log", type=Path, default=None, help="keep the worker's log here")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.samples, arguments.jobs, arguments.seconds, arguments.database_url))
+    asyncio.run(
+        main(
+            arguments.samples,
+            arguments.jobs,
+            arguments.seconds,
+            arguments.database_url,
+            arguments.worker_log,
+            arguments.poll_interval,
+        )
+    )

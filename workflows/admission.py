@@ -44,6 +44,10 @@ CAPACITY_PATCH = "capacity-admission"
 # admission, so a copy left on a host taken for lost is fenced (store/fencing.py) once the
 # run is placed again; its checkpoints go to a directory of its epoch.
 REPLACEMENT_PATCH = "host-replacement-placement-epochs"
+# workflow.patched id (release 0.6): the attempt activity gives the lease back itself once
+# its container has exited and the run is over, so the next queued run starts while this
+# one's output is drained, its container removed and its status recorded.
+EARLY_RELEASE_PATCH = "capacity-release-on-exit"
 _STORE_TIMEOUT = timedelta(seconds=30)
 # A woken run whose admission met a busy database tries again soon: the GPU is waiting.
 _STORE_RETRY = RetryPolicy(
@@ -127,7 +131,8 @@ async def run_admitted_attempt(
         if not workflow.patched(REPLACEMENT_PATCH):
             placed = placed.model_copy(update={"epoch": None})
         await on_admitted()
-        outcome = await run_placed_attempt(plan, attempt, placed)
+        early = workflow.patched(EARLY_RELEASE_PATCH)
+        outcome = await run_placed_attempt(plan, attempt, placed, release_on_exit=early)
         if outcome is not None:
             return outcome
         # The worker did not take it within HOST_LOST_SECONDS: its lease goes, and the run is

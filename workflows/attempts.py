@@ -69,16 +69,21 @@ async def run_attempt(plan: RunPlan, attempt: int) -> AttemptOutcome:
 
 
 async def run_placed_attempt(
-    plan: RunPlan, attempt: int, placed: Admission
+    plan: RunPlan, attempt: int, placed: Admission, release_on_exit: bool = False
 ) -> AttemptOutcome | None:
     """Attempt ``attempt`` on the worker ``placed`` leased, pulled there first, with its GPUs.
+
+    With ``release_on_exit`` the attempt activity gives the lease back once its container
+    has exited, if that ends the run (see ``RunAttemptInput``).
 
     None when that worker did not take the pull or the attempt within the host-loss timeout:
     the caller gives the lease back and places the run again.
     """
     try:
         ready = await _pull_image(plan, attempt, placed.task_queue)
-        return await _execute_attempt(plan, attempt, ready, placed.gpus, placed.epoch)
+        return await _execute_attempt(
+            plan, attempt, ready, placed.gpus, placed.epoch, release_on_exit
+        )
     except ActivityError as err:
         if not _never_started(err):
             raise
@@ -116,6 +121,7 @@ async def _execute_attempt(
     ready: ImageReady | None,
     gpus: list[str] | None = None,
     epoch: int | None = None,
+    release_on_exit: bool = False,
 ) -> AttemptOutcome:
     """The attempt on the worker that made its image ready, or (``ready`` None) on any."""
     outcome: AttemptOutcome = await workflow.execute_activity(
@@ -128,6 +134,8 @@ async def _execute_attempt(
             image_ready=ready is not None,
             gpus=gpus,
             epoch=epoch,
+            release_on_exit=release_on_exit,
+            last_attempt=release_on_exit and attempt > plan.max_retries,
         ),
         result_type=AttemptOutcome,
         task_queue=ready.task_queue if ready is not None else None,

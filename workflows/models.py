@@ -220,6 +220,11 @@ class RunAttemptInput(BaseModel):
     # The run's placement epoch this copy runs under (None: runs from before epochs, and
     # runs without a lease). A copy whose epoch is no longer the run's is stale: fenced.
     epoch: int | None = None
+    # The attempt gives the run's lease back itself, as soon as its container has exited, if
+    # that ends the run: it exited 0, or ``last_attempt`` (no retry is left). Runs from before
+    # the ``capacity-release-on-exit`` patch keep the lease until the workflow releases it.
+    release_on_exit: bool = False
+    last_attempt: bool = False
 
     _accept_flat = model_validator(mode="before")(_nest_spec)
 

@@ -16,7 +16,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.admission import CAPACITY_PATCH, REPLACEMENT_PATCH
+from workflows.admission import CAPACITY_PATCH, EARLY_RELEASE_PATCH, REPLACEMENT_PATCH
 from workflows.attempts import DIRECT_STARTS_PATCH, PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES
 from workflows.training import TrainingJobWorkflow
 
@@ -40,15 +40,14 @@ DIRECT_STARTS = "0.4-direct-starts"
 DIRECT_AND_CAPACITY = "0.5-direct-starts-and-capacity"
 # Placement epochs on capacity alone, and a run placed again after its host was lost.
 REPLACEMENT = "0.5-replacement"
+# The 0.5 direct starts and capacity with placement epochs, and with the lease given back by
+# the attempt once its container exits (each recorded on its own).
+WITH_REPLACEMENT = "0.6-direct-starts-capacity-replacement"
+WITH_EARLY_RELEASE = "0.6-early-release"
 # Everything: the path runs take today.
-CURRENT = "0.6-direct-starts-capacity-replacement"
-ALL_PATCHES = {
-    PULL_IMAGE_PATCH,
-    UNLIMITED_ATTEMPT_RETRIES,
-    DIRECT_STARTS_PATCH,
-    CAPACITY_PATCH,
-    REPLACEMENT_PATCH,
-}
+CURRENT = "0.7-replacement-and-early-release"
+BEFORE_06 = {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES, DIRECT_STARTS_PATCH, CAPACITY_PATCH}
+ALL_PATCHES = BEFORE_06 | {REPLACEMENT_PATCH, EARLY_RELEASE_PATCH}
 RELEASES = {
     FLAT_SPEC: (REQUIRED, set()),
     PULL_ACTIVITY: (REQUIRED | {"image_unavailable"}, {PULL_IMAGE_PATCH}),
@@ -72,6 +71,16 @@ RELEASES = {
     REPLACEMENT: (
         REQUIRED | {"image_unavailable", "oom_killed"} | CAPACITY_CASES | {"replaced"},
         {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES, CAPACITY_PATCH, REPLACEMENT_PATCH},
+    ),
+    WITH_REPLACEMENT: (
+        REQUIRED
+        | {"image_unavailable", "oom_killed", "skipped_firing", "replaced"}
+        | CAPACITY_CASES,
+        BEFORE_06 | {REPLACEMENT_PATCH},
+    ),
+    WITH_EARLY_RELEASE: (
+        REQUIRED | {"image_unavailable", "oom_killed", "skipped_firing"} | CAPACITY_CASES,
+        BEFORE_06 | {EARLY_RELEASE_PATCH},
     ),
     CURRENT: (
         REQUIRED
@@ -120,8 +129,9 @@ def test_each_release_holds_its_cases_on_its_own_path(release: str) -> None:
             if CAPACITY_PATCH in carried and path.stem in PLACED:
                 expected = carried - {PULL_IMAGE_PATCH}
             else:
-                # Only a run placed by a lease carries its placement epoch's marker.
-                expected = carried - {REPLACEMENT_PATCH}
+                # Only a run placed by a lease carries its placement epoch's marker, and only
+                # a placed attempt (one that holds a lease) reaches the early release.
+                expected = carried - {REPLACEMENT_PATCH, EARLY_RELEASE_PATCH}
             assert patches(path) == expected, path
         if CAPACITY_PATCH in carried and path.stem not in SKIPPED:
             assert CAPACITY_PATCH in patches(path), path
