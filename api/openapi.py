@@ -43,6 +43,8 @@ CONFLICTS = {
     ("post", "/jobs/{job_id}/cancel"),
     ("post", "/jobs/{job_id}/trigger"),
 }
+# Operations that honour If-Match: 412 when it names another version of the job.
+CONDITIONAL = {("put", "/jobs/{job_id}"), ("delete", "/jobs/{job_id}")}
 IDEMPOTENT = {
     ("post", "/jobs"),
     ("post", "/jobs/{job_id}/retry"),
@@ -57,6 +59,7 @@ _DESCRIPTIONS = {
     403: "The key's role does not allow this (Forbidden)",
     404: "No such job or run (JobNotFound, RunNotFound)",
     409: "Conflict (DuplicateJobName, JobRunning, JobNotRunning, IdempotencyConflict)",
+    412: "If-Match names another version of the job (PreconditionFailed)",
     413: "Body larger than MAX_BODY_BYTES (PayloadTooLarge)",
     429: "Over RATE_LIMIT_PER_MINUTE (RateLimited); see Retry-After",
     500: "A bug (InternalError); the API log has the details",
@@ -77,6 +80,8 @@ def _error_codes(method: str, path: str, operation: dict[str, Any], settings: Se
         codes.add(404)
     if key in CONFLICTS or key in IDEMPOTENT:
         codes.add(409)
+    if key in CONDITIONAL:
+        codes.add(412)
     if key not in NEVER_UNAVAILABLE:
         codes.add(503)
     protected = not is_open(path)

@@ -9,7 +9,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    StrictInt,
     model_validator,
 )
 
@@ -30,10 +29,10 @@ from jobs.fields import (
     TimeoutSeconds,
     Timezone,
 )
-from jobs.strict import IsoDateTime
+from jobs.strict import JSON_INT, IsoDateTime
 from workflows.models import ResumePolicy
 
-Priority = Annotated[StrictInt, Field(ge=-1_000_000, le=1_000_000)]
+Priority = Annotated[int, Field(ge=-1_000_000, le=1_000_000), JSON_INT]
 
 
 class JobCreate(BaseModel):

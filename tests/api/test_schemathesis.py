@@ -33,6 +33,20 @@ ACCEPTED: dict[tuple[str, str], str] = {
         "know the job: a one-off job has no schedule to backfill, and a range holding more "
         "than BACKFILL_MAX_FIRINGS firings of its cron is refused (both 400, documented)."
     ),
+    ("PUT /jobs/{job_id}", "ST202 Schema-valid request rejected"): (
+        "An If-Match that names another version of the job is refused with 412, as RFC 9110 "
+        "says and docs/api.md documents; no schema can know the job's current version."
+    ),
+    ("DELETE /jobs/{job_id}", "ST202 Schema-valid request rejected"): (
+        "The same If-Match rule as PUT: 412 for a version that is not the current one."
+    ),
+    ("GET /jobs", "ST202 Schema-valid request rejected"): (
+        "A cursor is opaque: only one a page handed out (next_cursor) is valid; any other "
+        "string is a documented 400, which a schema for a string cannot express."
+    ),
+    ("GET /jobs/{job_id}/runs", "ST202 Schema-valid request rejected"): (
+        "The same opaque cursor as GET /jobs: a string no page handed out is a 400."
+    ),
 }
 
 
@@ -91,8 +105,10 @@ _CHECK = re.compile(r"^- (ST\d+ .+)$")
 def _operation(curl: str, templates: list[str]) -> str | None:
     """``METHOD /template`` of the request a reproducing curl line sends."""
     method = curl.split("-X ", 1)[1].split()[0] if "-X " in curl else "GET"
-    url = next(word for word in reversed(curl.split()) if word.startswith("http"))
-    path = urlsplit(url.strip("'")).path
+    url = next((w for w in reversed(curl.split()) if w.strip("'\"").startswith("http")), None)
+    if url is None:
+        return None  # a reproduction without a URL on its line: named by its block
+    path = urlsplit(url.strip("'\"")).path
     for template in templates:
         if re.fullmatch(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)), path):
             return f"{method} {template}"
