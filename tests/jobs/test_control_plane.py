@@ -155,15 +155,15 @@ async def test_run_terminated_with_the_cli_is_finished_by_the_leader(
         # Whoever led (the suite's API, ticking every 30 s) is taken to have died.
         await expire_lease(sessions)
 
-        async def finished() -> int:
-            report = await plane.tick()
-            assert report is not None
-            return report.runs_finished
+        async def finished() -> dict[str, object]:
+            await plane.tick()
+            body: dict[str, object] = (await api.get(f"/jobs/{job['job_id']}")).json()
+            assert body["status"] == "cancelled", body["status"]
+            return body
 
-        # Visibility may take a moment to show the run closed.
-        assert await eventually(finished, timeout=30) >= 1
-        finder = await plane.finder()
-        assert finder.rpcs >= 1
+        # Visibility may take a moment to show the run closed. In the whole suite the
+        # session's worker and API compete for the lease too: whichever leads finishes it.
+        await eventually(finished, timeout=60)
     finally:
         await plane.release()
         await engine.dispose()

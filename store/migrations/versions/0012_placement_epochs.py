@@ -16,13 +16,13 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Not batches: on SQLite a batch rebuilds ``runs`` (copy, drop, rename), which cascades deletes
+# to the rows that reference it and loses the counters' triggers on it (0007).
 def upgrade() -> None:
-    with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("placement_epoch", sa.Integer(), nullable=False, server_default="0")
-        )
+    op.add_column(
+        "runs", sa.Column("placement_epoch", sa.Integer(), nullable=False, server_default="0")
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.drop_column("placement_epoch")
+    op.drop_column("runs", "placement_epoch")
