@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     worker_gpus: Annotated[list[str] | None, NoDecode] = None
     worker_cpus: float | None = Field(default=None, gt=0)
     worker_memory: str | None = None
-    # Concurrent training attempts on this worker; default: one per GPU plus four per CPU.
+    # Concurrent training attempts on this worker; default: one per GPU plus 24 per CPU.
     worker_max_attempts: int | None = Field(default=None, ge=1, le=1000)
     # false: leased GPU ids reach the container only as CUDA_VISIBLE_DEVICES and
     # NVIDIA_VISIBLE_DEVICES (engines without the NVIDIA runtime, as in tests).

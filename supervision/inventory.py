@@ -69,7 +69,8 @@ def inventory_of(settings: Settings) -> Inventory:
     # One attempt per GPU (a GPU run leases at least one), plus four per CPU for runs that
     # reserve no GPU: most of those wait on I/O or share their cores, and runs that reserve
     # CPUs are bounded by admission anyway.
-    max_attempts = settings.worker_max_attempts or len(gpus) + 4 * max(1, int(cpus))
+    # GPU attempts are bounded by their leases; the rest mostly wait on the engine.
+    max_attempts = settings.worker_max_attempts or len(gpus) + 24 * max(1, int(cpus))
     return Inventory(
         name=settings.worker_name,
         pool=settings.task_queue,

@@ -19,7 +19,7 @@ def test_configured_inventory() -> None:
     assert inventory.gpus == ["0", "1", "3"]
     assert inventory.cpus == 6
     assert inventory.memory_bytes == 2 * 1024**3
-    assert inventory.max_attempts == 3 + 4 * 6
+    assert inventory.max_attempts == 3 + 24 * 6
     assert inventory.task_queue == "q-w1" and inventory.pool == "q"
     assert inventory.threads == inventory.max_attempts * 4 + 8
 
