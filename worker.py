@@ -49,6 +49,7 @@ from supervision.interceptors import LogContextInterceptor
 from supervision.inventory import Inventory, inventory_of
 from supervision.run_reconciler import RunReconciler
 from supervision.worker_registry import WorkerRegistry
+from workflows.sandbox import workflow_runner
 from workflows.training import TrainingJobWorkflow
 
 logger = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ async def build_worker(
                     client,
                     task_queue=settings.task_queue,
                     workflows=[TrainingJobWorkflow],
+                    workflow_runner=workflow_runner(),
                     activities=[
                         store_activities.start_run,
                         store_activities.record_run_status,

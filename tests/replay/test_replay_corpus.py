@@ -18,6 +18,7 @@ from temporalio.worker import Replayer
 
 from workflows.admission import CAPACITY_PATCH, EARLY_RELEASE_PATCH, REPLACEMENT_PATCH
 from workflows.attempts import DIRECT_STARTS_PATCH, PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES
+from workflows.sandbox import workflow_runner
 from workflows.training import TrainingJobWorkflow
 
 HISTORIES_DIR = Path(__file__).parent / "histories"
@@ -145,6 +146,10 @@ def test_each_release_holds_its_cases_on_its_own_path(release: str) -> None:
 async def test_history_replays(path: Path) -> None:
     history = load(path)
     assert history.events, f"{path.name} holds no events"
-    replayer = Replayer(workflows=[TrainingJobWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[TrainingJobWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

@@ -13,6 +13,7 @@ from core.settings import Settings
 from runtimes.base import LABEL_JOB_ID
 from tests.conftest import eventually, unique_name, wait_for_status
 from workflows import TrainingJobWorkflow
+from workflows.sandbox import workflow_runner
 
 
 async def test_cancelling_a_run_stops_its_container(
@@ -58,7 +59,11 @@ async def test_every_history_replays_deterministically(
 
     # Visibility is eventually consistent; the suite's earlier tests closed several runs.
     ids = await eventually(closed, timeout=20)
-    replayer = Replayer(workflows=[TrainingJobWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[TrainingJobWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
     replayed: list[str] = []
     failures: dict[str, str] = {}
     async for history in temporal_client.list_workflows(query).map_histories():
