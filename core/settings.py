@@ -173,6 +173,11 @@ class Settings(BaseSettings):
             "host_lost_seconds", "host_loss_timeout_seconds", "HOST_LOST_SECONDS"
         ),
     )
+    # How long a worker may fail to renew its registration (the database did not take its
+    # heartbeat, or Temporal did not answer) before it stops its own training containers, so
+    # a run placed again elsewhere never trains twice. Unset: half of HOST_LOST_SECONDS; if
+    # set, it must be below HOST_LOST_SECONDS (see docs/deployment.md#several-gpu-hosts).
+    self_fence_seconds: float | None = Field(default=None, gt=0)
     # How long an attempt whose container was running waits for its unreachable engine
     # (restarting, say) before that counts as one infrastructure failure.
     engine_outage_seconds: float = Field(default=300.0, ge=0)
@@ -248,6 +253,7 @@ class Settings(BaseSettings):
         "fault_pause_at",
         "api_keys",
         "container_user",
+        "self_fence_seconds",
         mode="before",
     )
     @classmethod
@@ -303,6 +309,24 @@ class Settings(BaseSettings):
             raise ValueError("MAX_BODY_BYTES must be larger than MAX_SPEC_BYTES")
         check_front_door_lists(self.secret_env_allow, self.email_allowed_domains)
         return self
+
+    @model_validator(mode="after")
+    def _self_fence_before_host_loss(self) -> Settings:
+        if self.self_fence_seconds is not None and (
+            self.self_fence_seconds >= self.host_lost_seconds
+        ):
+            raise ValueError(
+                "SELF_FENCE_SECONDS must be below HOST_LOST_SECONDS: a worker cut off must stop "
+                "its containers before its runs can be placed again elsewhere"
+            )
+        return self
+
+    @property
+    def self_fence_deadline(self) -> float:
+        """Seconds without a renewal after which the worker stops its training units."""
+        if self.self_fence_seconds is not None:
+            return self.self_fence_seconds
+        return self.host_lost_seconds / 2
 
     @cached_property
     def named_keys(self) -> list[NamedKey]:
