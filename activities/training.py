@@ -133,6 +133,8 @@ class TrainingActivities:
         following: Following,
         generation: int = 0,
     ) -> AttemptOutcome:
+        if self._self_fenced(generation):
+            raise self._fence_error()  # before any call to a database it may not reach
         log_path = attempt_log_path(
             self._settings.log_dir, request.job_id, request.run_id, request.attempt
         )

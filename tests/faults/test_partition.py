@@ -43,7 +43,7 @@ TIMINGS = {
 def fenced_trainer(root: str) -> str:
     """``counting_trainer`` that notes its stop (SIGTERM) in the same file as its starts."""
     return (
-        f"trap 'echo \"stop ${{PLACEMENT_EPOCH:-0}}\" >> \"{root}/.starts\"; exit 143' TERM\n"
+        f'trap \'echo "stop ${{PLACEMENT_EPOCH:-0}}" >> "{root}/.starts"; exit 143\' TERM\n'
         + counting_trainer(root)
     )
 
@@ -52,14 +52,14 @@ def fenced_trainer(root: str) -> str:
 class Partition:
     """The proxies between one worker and Temporal and the database."""
 
-    proxies: list[TcpProxy]
+    proxies: dict[str, TcpProxy]
 
-    def cut(self) -> None:
-        for proxy in self.proxies:
-            proxy.cut()
+    def cut(self, peers: tuple[str, ...] = ("temporal", "database")) -> None:
+        for peer in peers:
+            self.proxies[peer].cut()
 
     def heal(self) -> None:
-        for proxy in self.proxies:
+        for proxy in self.proxies.values():
             proxy.heal()
 
 
@@ -112,7 +112,7 @@ async def partitioned(
         for name in HOSTS:
             temporal = await TcpProxy(temporal_host, int(temporal_port)).start()
             db = await TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
-            partitions[name] = Partition([temporal, db])
+            partitions[name] = Partition({"temporal": temporal, "database": db})
             env[name] = {
                 **TIMINGS,
                 "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal.port}",
@@ -124,7 +124,7 @@ async def partitioned(
             yield PartitionedCluster(cluster, partitions)
     finally:
         for partition in partitions.values():
-            for proxy in partition.proxies:
+            for proxy in partition.proxies.values():
                 await proxy.close()
 
 
@@ -157,10 +157,13 @@ async def worker_row(cluster: Cluster, name: str) -> dict[str, Any]:
 
 
 async def cut_and_wait_for_fence(
-    setup: PartitionedCluster, job_id: str, host: Host
+    setup: PartitionedCluster,
+    job_id: str,
+    host: Host,
+    peers: tuple[str, ...] = ("temporal", "database"),
 ) -> tuple[datetime, datetime]:
-    """Cut ``host`` off; when its container is seen gone, and when its lease expires."""
-    setup.partitions[host.name].cut()
+    """Cut ``host`` off ``peers``; when its container is seen gone, when its lease expires."""
+    setup.partitions[host.name].cut(peers)
 
     async def gone() -> datetime | None:
         running = await asyncio.to_thread(host.containers, job_id, running_only=True)
@@ -229,9 +232,14 @@ async def test_a_partitioned_worker_stops_its_copy_before_the_run_is_placed_agai
     assert leftovers == {host: [] for host in HOSTS}, leftovers
 
 
+@pytest.mark.parametrize(
+    "peers", [("temporal", "database"), ("database",), ("temporal",)], ids=lambda p: "+".join(p)
+)
 async def test_a_partition_healed_in_time_restarts_the_copy_on_its_host_from_its_checkpoint(
-    partitioned: PartitionedCluster, busybox_image: str
+    partitioned: PartitionedCluster, busybox_image: str, peers: tuple[str, ...]
 ) -> None:
+    """Cut off from both, or from one of them (Temporal still answers: the attempt's retries
+    reach the worker, which starts nothing while fenced), then back in time."""
     cluster = partitioned.cluster
     name = unique_name("partition-heal")
     root = cluster.root(name)
@@ -241,8 +249,10 @@ async def test_a_partition_healed_in_time_restarts_the_copy_on_its_host_from_its
     cut = cluster.hosts[first["host"]]
 
     async with sampling(cluster, job_id) as sampler:
-        seen_gone, lease_expiry = await cut_and_wait_for_fence(partitioned, job_id, cut)
+        seen_gone, lease_expiry = await cut_and_wait_for_fence(partitioned, job_id, cut, peers)
         at_fence = {path.name for path in root.glob("step-*")}
+        await asyncio.sleep(2)  # fenced a while: nothing starts again meanwhile
+        fenced_lines = lines(root)
         # Back before HOST_LOST_SECONDS: nobody placed the run again.
         partitioned.partitions[cut.name].heal()
 
@@ -258,6 +268,7 @@ async def test_a_partition_healed_in_time_restarts_the_copy_on_its_host_from_its
 
     assert seen_gone < lease_expiry, (seen_gone, lease_expiry, logs)
     started = lines(root)
+    assert fenced_lines == ["start 1 -", "stop 1"], (fenced_lines, logs)
     assert started[:2] == ["start 1 -", "stop 1"], (started, logs)
     # The same placement (epoch 1, same host), resumed from what the first copy wrote.
     epoch, resumed = started[2].split()[1:]
