@@ -1,11 +1,12 @@
 """Self-fencing: a worker cut off from Temporal or the database stops its own trainers.
 
-A run whose host stays unreachable for HOST_LOST_SECONDS is placed again elsewhere
-(``workflows/admission.py``). In a partition that host is not frozen: its worker and its
-trainers run on, unseen. So the worker fences itself first: when its registration has not
-been renewed (``supervision/worker_registry.py``: the database took its heartbeat and
-Temporal answered) for the self-fence deadline (SELF_FENCE_SECONDS, by default half of
-HOST_LOST_SECONDS), it stops every running training unit of this deployment on its engine,
+A worker not seen for WORKER_LOST_SECONDS loses its leases, and a run whose host stays
+unreachable for HOST_LOST_SECONDS is placed again elsewhere (``workflows/admission.py``). In a
+partition that host is not frozen: its worker and its trainers run on, unseen. So the worker
+fences itself first: when its registration has not been renewed
+(``supervision/worker_registry.py``: Temporal answered and the database took its heartbeat)
+for the self-fence deadline (SELF_FENCE_SECONDS, by default half of the smaller of those two),
+it stops every running training unit of this deployment on its engine,
 gracefully (STOP_GRACE_SECONDS, so the trainer can write a checkpoint), and removes it. Until
 it has renewed again it starts and reattaches to nothing: attempt activities fail with the
 retryable ``SelfFenced`` error, which is never counted (neither as an infrastructure failure

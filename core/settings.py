@@ -174,9 +174,10 @@ class Settings(BaseSettings):
         ),
     )
     # How long a worker may fail to renew its registration (the database did not take its
-    # heartbeat, or Temporal did not answer) before it stops its own training containers, so
-    # a run placed again elsewhere never trains twice. Unset: half of HOST_LOST_SECONDS; if
-    # set, it must be below HOST_LOST_SECONDS (see docs/deployment.md#several-gpu-hosts).
+    # heartbeat, or Temporal did not answer) before it stops its own training containers:
+    # before its leases expire and before its runs are placed elsewhere. Unset: half of the
+    # smaller of WORKER_LOST_SECONDS and HOST_LOST_SECONDS; if set, it must be below both and
+    # above WORKER_HEARTBEAT_SECONDS (see docs/deployment.md#several-gpu-hosts).
     self_fence_seconds: float | None = Field(default=None, gt=0)
     # How long an attempt whose container was running waits for its unreachable engine
     # (restarting, say) before that counts as one infrastructure failure.
@@ -312,12 +313,19 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _self_fence_before_host_loss(self) -> Settings:
-        if self.self_fence_seconds is not None and (
-            self.self_fence_seconds >= self.host_lost_seconds
-        ):
+        fence = self.self_fence_seconds
+        if fence is None:
+            return self
+        if fence >= min(self.worker_lost_seconds, self.host_lost_seconds):
             raise ValueError(
-                "SELF_FENCE_SECONDS must be below HOST_LOST_SECONDS: a worker cut off must stop "
-                "its containers before its runs can be placed again elsewhere"
+                "SELF_FENCE_SECONDS must be below WORKER_LOST_SECONDS and HOST_LOST_SECONDS: a "
+                "worker cut off must stop its containers before its leases expire and its runs "
+                "are placed again elsewhere"
+            )
+        if fence <= self.worker_heartbeat_seconds:
+            raise ValueError(
+                "SELF_FENCE_SECONDS must be above WORKER_HEARTBEAT_SECONDS, or a worker would "
+                "stop its containers between two renewals"
             )
         return self
 
@@ -326,7 +334,7 @@ class Settings(BaseSettings):
         """Seconds without a renewal after which the worker stops its training units."""
         if self.self_fence_seconds is not None:
             return self.self_fence_seconds
-        return self.host_lost_seconds / 2
+        return min(self.worker_lost_seconds, self.host_lost_seconds) / 2
 
     @cached_property
     def named_keys(self) -> list[NamedKey]:
