@@ -167,6 +167,12 @@ class TrainingActivities:
             # requested cancel waits for it (see _stop_on_request) so it can stop the unit.
             following.start = asyncio.ensure_future(self._runtime.start(spec))
             started = await asyncio.shield(following.start)
+            if self._self_fenced(generation):
+                # The fence tripped while the engine started it, maybe after listing the
+                # units to stop: this try stops it itself.
+                await self._runtime.stop(spec.name, self._settings.stop_grace_seconds)
+                await self._runtime.remove(spec.name)
+                raise self._fence_error()
             await pause_at(self._settings, "start")
             await incarnations.remove_units(
                 self._runtime, request.run_id, request.attempt, below=incarnation
