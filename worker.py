@@ -150,6 +150,9 @@ async def build_worker(
     watchdog: asyncio.Task[None] | None = None
     try:
         await registry.register()
+        # Registered with a client that just connected: the deadline counts from here, not
+        # from before a slow first clean-up.
+        await self_fence.renewed()
         heartbeat = asyncio.create_task(registry.run_forever())
         watchdog = asyncio.create_task(
             self_fence.run_forever(min(1.0, settings.self_fence_deadline / 4))

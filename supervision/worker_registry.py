@@ -10,9 +10,9 @@ any run can be placed on it again) it runs its fence, which stops the units of t
 still running on its engine (``activities/fencing.py``). The worker runs it once before its
 first registration too.
 
-A renewal is the database taking the heartbeat and Temporal answering a cheap call
-(``GetSystemInfo``) first, each within a bound: a worker that cannot do both for the
-self-fence deadline stops its own training units (``activities/self_fence.py``), before its
+A renewal is Temporal answering a cheap call (``GetSystemInfo``), then the database taking
+the heartbeat, each within a bound: a worker that cannot do both for the self-fence deadline
+stops its own training units (``activities/self_fence.py``) before its leases expire and its
 runs can be placed elsewhere; each renewal lifts that fence again.
 """
 
