@@ -34,6 +34,7 @@ from activities.bookkeeping import RunStoreActivities
 from activities.fencing import stop_stale_units
 from activities.images import ImageActivities
 from activities.notify import NotifyActivities
+from activities.self_fence import SelfFence
 from activities.training import TrainingActivities
 from core.logging import configure_logging
 from core.settings import Settings
@@ -122,7 +123,11 @@ async def build_worker(
     fence = functools.partial(
         stop_stale_units, runtime, sessions, settings.deployment, settings.stop_grace_seconds
     )
-    registry = WorkerRegistry(sessions, client, settings, inventory, fence)
+    # Cut off past the deadline, the worker stops its own training units (self-fence).
+    self_fence = SelfFence(
+        runtime, settings.deployment, settings.self_fence_deadline, settings.stop_grace_seconds
+    )
+    registry = WorkerRegistry(sessions, client, settings, inventory, fence, self_fence)
     schedules = JobSchedules(
         TemporalConnection.of(client),
         settings.task_queue,
@@ -131,7 +136,7 @@ async def build_worker(
     store_activities = RunStoreActivities(
         sessions, settings, JobCreator(sessions, schedules, settings)
     )
-    training = TrainingActivities(runtime, sessions, settings)
+    training = TrainingActivities(runtime, sessions, settings, self_fence)
     images = ImageActivities(runtime, settings)
     notify = NotifyActivities(sessions, settings)
     admission = CapacityActivities(sessions, settings)
@@ -143,9 +148,16 @@ async def build_worker(
         "max_heartbeat_throttle_interval": timedelta(seconds=2),
     }
     heartbeat: asyncio.Task[None] | None = None
+    watchdog: asyncio.Task[None] | None = None
     try:
         await registry.register()
+        # Registered with a client that just connected: the deadline counts from here, not
+        # from before a slow first clean-up.
+        await self_fence.renewed()
         heartbeat = asyncio.create_task(registry.run_forever())
+        watchdog = asyncio.create_task(
+            self_fence.run_forever(min(1.0, settings.self_fence_deadline / 4))
+        )
         yield WorkerGroup(
             [
                 Worker(
@@ -179,10 +191,11 @@ async def build_worker(
             ]
         )
     finally:
-        if heartbeat is not None:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+        for task in (heartbeat, watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await engine.dispose()
 
 

@@ -38,6 +38,7 @@ from activities.log_shipping import log_shipper
 from activities.output_drain import drain_output
 from activities.output_log import append_note
 from activities.recorded_outcomes import recorded_outcome
+from activities.self_fence import SelfFence
 from activities.unit_wait import wait_for_exit
 from core.settings import Settings
 from runtimes.base import ContainerRuntime, InvalidSpecError, unit_name
@@ -49,6 +50,7 @@ from workflows.models import (
     FENCED,
     INVALID_SPEC,
     RUN_TRAINING_CONTAINER,
+    SELF_FENCED,
     AttemptOutcome,
     RunAttemptInput,
 )
@@ -62,10 +64,13 @@ class TrainingActivities:
         runtime: ContainerRuntime,
         sessions: async_sessionmaker[AsyncSession],
         settings: Settings,
+        fence: SelfFence | None = None,
     ) -> None:
         self._runtime = runtime
         self._sessions = sessions
         self._settings = settings
+        # The worker's self-fence (activities/self_fence.py); None: never fenced.
+        self._fence = fence
 
     @activity.defn(name=RUN_TRAINING_CONTAINER)
     async def run_training_container(self, request: RunAttemptInput) -> AttemptOutcome:
@@ -94,19 +99,28 @@ class TrainingActivities:
         heartbeat.add_source(
             lambda: following.watcher.heartbeat_details() if following.watcher else {}
         )
+        generation = self._fence.generation if self._fence else 0
         async with heartbeat.running():
             try:
-                return await self._attempt(request, heartbeat, previous_start, following)
+                return await self._attempt(
+                    request, heartbeat, previous_start, following, generation
+                )
             except asyncio.CancelledError:
                 await self._interrupted(request, following, previous_start)
                 raise
             except InvalidSpecError as err:
                 raise ApplicationError(str(err), type=INVALID_SPEC, non_retryable=True) from err
             except ApplicationError as err:
-                if err.type != FENCED:
-                    raise await self._infrastructure_failure(err, request, heartbeat) from err
-                raise
+                if err.type in (FENCED, SELF_FENCED):
+                    raise
+                if self._self_fenced(generation):
+                    raise self._fence_error() from err
+                raise await self._infrastructure_failure(err, request, heartbeat) from err
             except Exception as err:
+                if self._self_fenced(generation):
+                    # The worker stopped the unit under this try: not the infrastructure's
+                    # failure, nor the trainer's.
+                    raise self._fence_error() from err
                 raise await self._infrastructure_failure(err, request, heartbeat) from err
             finally:
                 await following.close()
@@ -117,7 +131,10 @@ class TrainingActivities:
         heartbeat: Heartbeat,
         previous_start: datetime | None,
         following: Following,
+        generation: int = 0,
     ) -> AttemptOutcome:
+        if self._self_fenced(generation):
+            raise self._fence_error()  # before any call to a database it may not reach
         log_path = attempt_log_path(
             self._settings.log_dir, request.job_id, request.run_id, request.attempt
         )
@@ -137,6 +154,10 @@ class TrainingActivities:
             self._runtime, request.run_id, request.attempt
         )
         while True:
+            if self._self_fenced(generation):
+                # Cut off (now or since this try began): nothing starts or is followed here
+                # until the worker has renewed; the retry starts from the latest checkpoint.
+                raise self._fence_error()
             spec = await container_spec(
                 request, host_dir, self._runtime, self._sessions, self._settings, incarnation
             )
@@ -146,6 +167,12 @@ class TrainingActivities:
             # requested cancel waits for it (see _stop_on_request) so it can stop the unit.
             following.start = asyncio.ensure_future(self._runtime.start(spec))
             started = await asyncio.shield(following.start)
+            if self._self_fenced(generation):
+                # The fence tripped while the engine started it, maybe after listing the
+                # units to stop: this try stops it itself.
+                await self._runtime.stop(spec.name, self._settings.stop_grace_seconds)
+                await self._runtime.remove(spec.name)
+                raise self._fence_error()
             await pause_at(self._settings, "start")
             await incarnations.remove_units(
                 self._runtime, request.run_id, request.attempt, below=incarnation
@@ -188,6 +215,11 @@ class TrainingActivities:
                 # The engine answered about the unit: failures before were not in a row.
                 on_healthy=lambda: heartbeat.update(**InfraRecord().details()),
             )
+            if self._self_fenced(generation):
+                # The worker stopped this unit, cut off: its exit is not the trainer's, and
+                # nothing of it is recorded (the fence removed the unit).
+                activity.logger.warning("%s was stopped by this worker's self-fence", spec.name)
+                raise self._fence_error()
             if ended.killed_by_engine_restart and not timed_out:
                 # Not the trainer's doing: its checkpoints are recorded, and the attempt goes
                 # on in a new unit that resumes from the latest.
@@ -215,6 +247,13 @@ class TrainingActivities:
                 oom_killed=ended.oom_killed,
                 memory_limit=ended.memory_limit,
             )
+
+    def _self_fenced(self, generation: int) -> bool:
+        return self._fence is not None and self._fence.tripped_since(generation)
+
+    def _fence_error(self) -> ApplicationError:
+        assert self._fence is not None
+        return self._fence.error()
 
     async def _release_early(self, request: RunAttemptInput) -> None:
         """The run is over and its container has exited: its GPUs hold no process of it any

@@ -173,6 +173,12 @@ class Settings(BaseSettings):
             "host_lost_seconds", "host_loss_timeout_seconds", "HOST_LOST_SECONDS"
         ),
     )
+    # How long a worker may fail to renew its registration (the database did not take its
+    # heartbeat, or Temporal did not answer) before it stops its own training containers:
+    # before its leases expire and before its runs are placed elsewhere. Unset: half of the
+    # smaller of WORKER_LOST_SECONDS and HOST_LOST_SECONDS; if set, it must be below both and
+    # above WORKER_HEARTBEAT_SECONDS (see docs/deployment.md#several-gpu-hosts).
+    self_fence_seconds: float | None = Field(default=None, gt=0)
     # How long an attempt whose container was running waits for its unreachable engine
     # (restarting, say) before that counts as one infrastructure failure.
     engine_outage_seconds: float = Field(default=300.0, ge=0)
@@ -248,6 +254,7 @@ class Settings(BaseSettings):
         "fault_pause_at",
         "api_keys",
         "container_user",
+        "self_fence_seconds",
         mode="before",
     )
     @classmethod
@@ -303,6 +310,31 @@ class Settings(BaseSettings):
             raise ValueError("MAX_BODY_BYTES must be larger than MAX_SPEC_BYTES")
         check_front_door_lists(self.secret_env_allow, self.email_allowed_domains)
         return self
+
+    @model_validator(mode="after")
+    def _self_fence_before_host_loss(self) -> Settings:
+        fence = self.self_fence_seconds
+        if fence is None:
+            return self
+        if fence >= min(self.worker_lost_seconds, self.host_lost_seconds):
+            raise ValueError(
+                "SELF_FENCE_SECONDS must be below WORKER_LOST_SECONDS and HOST_LOST_SECONDS: a "
+                "worker cut off must stop its containers before its leases expire and its runs "
+                "are placed again elsewhere"
+            )
+        if fence <= self.worker_heartbeat_seconds:
+            raise ValueError(
+                "SELF_FENCE_SECONDS must be above WORKER_HEARTBEAT_SECONDS, or a worker would "
+                "stop its containers between two renewals"
+            )
+        return self
+
+    @property
+    def self_fence_deadline(self) -> float:
+        """Seconds without a renewal after which the worker stops its training units."""
+        if self.self_fence_seconds is not None:
+            return self.self_fence_seconds
+        return min(self.worker_lost_seconds, self.host_lost_seconds) / 2
 
     @cached_property
     def named_keys(self) -> list[NamedKey]:

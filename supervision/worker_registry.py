@@ -9,6 +9,11 @@ taken for lost, and its runs may have been placed again elsewhere: before it ren
 any run can be placed on it again) it runs its fence, which stops the units of those runs
 still running on its engine (``activities/fencing.py``). The worker runs it once before its
 first registration too.
+
+A renewal is Temporal answering a cheap call (``GetSystemInfo``), then the database taking
+the heartbeat, each within a bound: a worker that cannot do both for the self-fence deadline
+stops its own training units (``activities/self_fence.py``) before its leases expire and its
+runs can be placed elsewhere; each renewal lifts that fence again.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 from activities.admission import wake_queued
+from activities.self_fence import SelfFence
 from core.settings import Settings
 from store import capacity
 from store.models import utcnow
@@ -41,12 +48,14 @@ class WorkerRegistry:
         settings: Settings,
         inventory: Inventory,
         fence: Callable[[], Awaitable[object]] | None = None,
+        self_fence: SelfFence | None = None,
     ) -> None:
         self._sessions = sessions
         self._client = client
         self._settings = settings
         self.inventory = inventory
         self._fence = fence
+        self._self_fence = self_fence
         self._renewed = time.monotonic()
 
     async def register(self) -> None:
@@ -89,15 +98,28 @@ class WorkerRegistry:
                         time.monotonic() - self._renewed,
                     )
                     await self._run_fence()
-                async with self._sessions() as session:
-                    known = await capacity.heartbeat_worker(
-                        session, self.inventory.task_queue, utcnow()
-                    )
-                if not known:
-                    await self.register()
+                await self._renew()
                 self._renewed = time.monotonic()
+                if self._self_fence is not None:
+                    await self._self_fence.renewed()
             except Exception as err:  # the database is away: try again at the next beat
                 logger.warning("worker heartbeat failed: %s", err)
+
+    async def _renew(self) -> None:
+        """Temporal answers, then the database takes the heartbeat, each within a bound (a
+        cut-off peer may never answer); raises otherwise. A worker Temporal does not hear
+        stops renewing in SQL too, so its leases expire there."""
+        bound = min(self._settings.rpc_timeout_seconds, self._settings.self_fence_deadline)
+        await self._client.workflow_service.get_system_info(
+            GetSystemInfoRequest(), timeout=timedelta(seconds=bound)
+        )
+        async with asyncio.timeout(bound):
+            async with self._sessions() as session:
+                known = await capacity.heartbeat_worker(
+                    session, self.inventory.task_queue, utcnow()
+                )
+        if not known:
+            await self.register()
 
     async def _run_fence(self) -> None:
         """Stop stale copies on this engine; raises (no renewal) if that cannot be done."""

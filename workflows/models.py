@@ -39,6 +39,9 @@ RUNTIME_UNAVAILABLE = "RuntimeUnavailable"
 INVALID_SPEC = "InvalidSpec"
 # A copy of a run whose placement epoch is no longer the run's (it was placed again).
 FENCED = "Fenced"
+# A try whose unit its own worker stopped, cut off from Temporal or the database too long
+# (activities/self_fence.py): retried without limit, never counted.
+SELF_FENCED = "SelfFenced"
 IMAGE_UNAVAILABLE = "ImageUnavailable"
 # Retried, and counted by the attempt activity (INFRA_MAX_ATTEMPTS in a row).
 ENGINE_UNREACHABLE = "EngineUnreachable"

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import signal
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,21 @@ async def cluster(settings: Settings, busybox_image: str, tmp_path: Path) -> Asy
             "worker_lost_seconds": float(TIMINGS["WORKER_LOST_SECONDS"]),
         }
     )
+    async with two_hosts(local, busybox_image, tmp_path) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def two_hosts(
+    local: Settings,
+    busybox_image: str,
+    tmp_path: Path,
+    env: Mapping[str, Mapping[str, str]] | None = None,
+) -> AsyncIterator[Cluster]:
+    """Both hosts' engines and workers, and an API, on ``local``'s database and queue.
+
+    ``env`` adds or overrides variables of a host's worker (by host name) over TIMINGS.
+    """
     hosts: dict[str, Host] = {}
     job_ids: list[str] = []
     try:
@@ -174,6 +189,7 @@ async def cluster(settings: Settings, busybox_image: str, tmp_path: Path) -> Asy
                     "WORKER_GPUS": "0,1",
                     "GPU_DEVICE_REQUESTS": "false",
                     **TIMINGS,
+                    **(env or {}).get(name, {}),
                 },
             )
             await asyncio.to_thread(engine.start)
