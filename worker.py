@@ -45,6 +45,7 @@ from jobs.temporal import JobSchedules, TemporalConnection
 from runtimes.base import ContainerRuntime
 from runtimes.factory import build_runtime
 from store.db import create_engine, create_sessionmaker
+from supervision.host_loss import HostLossWatch
 from supervision.interceptors import LogContextInterceptor
 from supervision.inventory import Inventory, inventory_of
 from supervision.run_reconciler import RunReconciler
@@ -142,9 +143,13 @@ async def build_worker(
         "max_heartbeat_throttle_interval": timedelta(seconds=2),
     }
     heartbeat: asyncio.Task[None] | None = None
+    # Runs on hosts silent for HOST_LOST_SECONDS are told to move (supervision/host_loss.py).
+    watch = HostLossWatch(sessions, client, settings, inventory.task_queue)
+    watching: asyncio.Task[None] | None = None
     try:
         await registry.register()
         heartbeat = asyncio.create_task(registry.run_forever())
+        watching = asyncio.create_task(watch.run_forever())
         yield WorkerGroup(
             [
                 Worker(
@@ -177,10 +182,11 @@ async def build_worker(
             ]
         )
     finally:
-        if heartbeat is not None:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+        for task in (heartbeat, watching):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await engine.dispose()
 
 
