@@ -6,7 +6,10 @@ bounded number of times) and answers with the task queue only that worker polls.
 runs on that queue, so its retries reach the engine that holds its container. If the worker
 does not take the attempt within the plan's host-loss timeout (a schedule-to-start timeout,
 which Temporal never retries), its host is taken for lost and the attempt is placed again by
-a new pull on the shared queue.
+a new pull on the shared queue. A frozen worker still holds long polls on its queue, which
+take the retried attempt and never answer, so that timeout can fire a minute late; under the
+frozen-host patch a placed attempt also stops waiting as soon as a live worker reports its
+host lost from the workers table (the ``host_lost`` signal, see supervision/host_loss.py).
 
 Runs started before this existed have no ``pull-image-activity`` marker in their history;
 they keep running each attempt as one activity on the shared queue, which pulls for itself.
