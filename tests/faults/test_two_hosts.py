@@ -386,6 +386,11 @@ async def test_a_lost_host_has_its_run_placed_again_and_its_stale_copy_fenced(
     assert path["lost_signals"] and path["lost_signals"][0][1] == 1, path
     assert path["lost_signals"][0][0] < path["cancel_requested"] < path["acquires"][1], path
     assert path["schedule_to_start_timeouts"] == [], path
+    signalled_at = events[path["lost_signals"][0][0]].event_time.ToDatetime()
+    placed_at = events[path["acquires"][1]].event_time.ToDatetime()
+    print(  # noqa: T201
+        f"host_lost signal to the new admission: {(placed_at - signalled_at).total_seconds():.1f} s"
+    )
     assert f"run {first['run_id']} (epoch 1): its host is lost" in other.log.read_text()
 
 
