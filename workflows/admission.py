@@ -8,7 +8,8 @@ the runs next in line; a slow timer (``queue_poll_seconds``) is only the safety 
 one, the image is pulled and the attempt runs on that worker's own task queue, with its GPU
 ids. The lease is kept across the attempts of a run and given back when the run ends, on
 every path (``TrainingJobWorkflow`` releases in a ``finally``); a worker that stops renewing
-its registration loses its leases in SQL. Waiting costs no retry: it is not an attempt.
+its registration takes no new runs, and its runs move once it is lost. Waiting costs no
+retry: it is not an attempt.
 
 A run whose job asks for no resources is admitted at once, with no command at all, and runs
 as before (pulled on any worker). Runs started before this existed carry no
