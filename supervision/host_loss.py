@@ -6,10 +6,11 @@ schedule-to-start timeout alone notices the loss only once those polls have expi
 minute late). Instead, every live worker looks, at each registration beat, for runs holding a
 lease on a worker of its deployment whose registration was last renewed more than
 HOST_LOST_SECONDS ago, and sends each of their workflows the ``host_lost`` signal with the
-placement epoch it found. The workflow (``workflows/attempts.py``) stops waiting for that
-host and places the run again, if the epoch is still its own; duplicates from several
-workers are harmless. A worker whose own registration is not current (it is just back from a
-freeze itself) sends nothing.
+placement epoch it found (first sending the run's next workflow task to the shared queue
+rather than to the sticky queue of the worker that last ran it, possibly the frozen one). The
+workflow (``workflows/attempts.py``) stops waiting for that host and places the run again, if
+the epoch is still its own; duplicates from several workers are harmless. A worker whose own
+registration is not current (it is just back from a freeze itself) sends nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import ResetStickyTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -66,6 +69,7 @@ class HostLossWatch:
         signalled = 0
         for run_id, epoch in runs:
             try:
+                await self._unstick(run_id)
                 await self._client.get_workflow_handle(run_id).signal(HOST_LOST_SIGNAL, epoch)
             except RPCError as err:  # closed meanwhile: its lease goes at the next admission
                 logger.debug("could not tell %s its host is lost: %s", run_id, err)
@@ -73,3 +77,13 @@ class HostLossWatch:
             logger.warning("run %s (epoch %d): its host is lost; placing it again", run_id, epoch)
             signalled += 1
         return signalled
+
+    async def _unstick(self, run_id: str) -> None:
+        """Send the run's next workflow task to the shared queue, not to the sticky queue of
+        the worker that last ran it, which may be the frozen one (its open poll would take
+        the task and hold it for the workflow task timeout)."""
+        await self._client.workflow_service.reset_sticky_task_queue(
+            ResetStickyTaskQueueRequest(
+                namespace=self._client.namespace, execution=WorkflowExecution(workflow_id=run_id)
+            )
+        )
