@@ -46,6 +46,7 @@ from jobs.temporal import JobSchedules, TemporalConnection
 from runtimes.base import ContainerRuntime
 from runtimes.factory import build_runtime
 from store.db import create_engine, create_sessionmaker
+from supervision.host_loss import HostLossWatch
 from supervision.interceptors import LogContextInterceptor
 from supervision.inventory import Inventory, inventory_of
 from supervision.run_reconciler import RunReconciler
@@ -149,6 +150,9 @@ async def build_worker(
     }
     heartbeat: asyncio.Task[None] | None = None
     watchdog: asyncio.Task[None] | None = None
+    # Runs on hosts silent for HOST_LOST_SECONDS are told to move (supervision/host_loss.py).
+    watch = HostLossWatch(sessions, client, settings, inventory.task_queue)
+    watching: asyncio.Task[None] | None = None
     try:
         await registry.register()
         # Registered with a client that just connected: the deadline counts from here, not
@@ -158,6 +162,7 @@ async def build_worker(
         watchdog = asyncio.create_task(
             self_fence.run_forever(min(1.0, settings.self_fence_deadline / 4))
         )
+        watching = asyncio.create_task(watch.run_forever())
         yield WorkerGroup(
             [
                 Worker(
@@ -191,7 +196,7 @@ async def build_worker(
             ]
         )
     finally:
-        for task in (heartbeat, watchdog):
+        for task in (heartbeat, watchdog, watching):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

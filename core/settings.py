@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     # NVIDIA_VISIBLE_DEVICES (engines without the NVIDIA runtime, as in tests).
     gpu_device_requests: bool = True
     # How often a worker renews its registration; one not seen for WORKER_LOST_SECONDS
-    # counts as gone and its leases expire.
+    # counts as gone: no run is placed on it (its runs keep their leases until placed again).
     worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
     worker_lost_seconds: float = Field(default=60.0, gt=0)
     # A queued run is woken when capacity frees; this poll is only the safety net.

@@ -10,7 +10,10 @@ Each new lease bumps the run's ``placement_epoch``: a copy of the run started un
 epoch (on a host taken for lost) is stale, and ``store/fencing.py`` keeps what it reports out.
 
 A lease lives until its run gives it back, its run is over (a workflow terminated behind the
-orchestrator's back) or its worker has not renewed its registration for ``lost_after``.
+orchestrator's back) or its run is placed again (a new lease, under the next epoch). A worker
+that has not renewed its registration for ``lost_after`` takes no new runs, but its leases
+stay: a host frozen for a while may come back with its containers still training on those
+GPUs, so they are not leased to another run until their own run is placed elsewhere.
 """
 
 from __future__ import annotations
@@ -239,7 +242,7 @@ async def _admit_once(
         await session.rollback()
         return Placement(admitted=False, reason="the run is gone")
     hosts = await host_usage(session, pool, now, lost_after, lock=True)
-    await _expire(session, now - lost_after)
+    await _expire(session)
     hosts = await host_usage(session, pool, now, lost_after)
     lease = await session.get(RunLease, run_id)
     if lease is not None:
@@ -254,6 +257,11 @@ async def _admit_once(
                 gpus=list(lease.gpus),
                 epoch=epoch,
             )
+        # Its host is not alive: the run is placed again, and only now (under the next
+        # epoch, which fences the copy left there) are that host's GPUs given back.
+        await session.execute(delete(GpuLease).where(GpuLease.run_id == run_id))
+        await session.execute(delete(RunLease).where(RunLease.run_id == run_id))
+        await session.flush()
     run = await session.get(Run, run_id)
     job = await session.get(Job, job_id)
     assert run is not None
@@ -414,17 +422,14 @@ def _earlier_than(row: QueuedRun) -> ColumnElement[bool]:
     )
 
 
-async def _expire(session: AsyncSession, seen_after: datetime) -> None:
-    """Drop leases of lost hosts and leases and queue places of runs that are over."""
-    names = select(WorkerHost.name).where(WorkerHost.last_seen_at >= seen_after)
+async def _expire(session: AsyncSession) -> None:
+    """Drop leases and queue places of runs that are over.
+
+    Leases on lost hosts stay (see the module's docstring): a lost host's GPUs are not
+    offered to anyone (it is not alive), and when it returns they are still its runs'."""
     over = select(Run.run_id).where(Run.status.in_(_FINAL))
-    stale = select(RunLease.run_id).where(
-        or_(RunLease.host.not_in(names), RunLease.run_id.in_(over))
-    )
-    await session.execute(delete(GpuLease).where(GpuLease.run_id.in_(stale)))
-    await session.execute(
-        delete(RunLease).where(or_(RunLease.host.not_in(names), RunLease.run_id.in_(over)))
-    )
+    await session.execute(delete(GpuLease).where(GpuLease.run_id.in_(over)))
+    await session.execute(delete(RunLease).where(RunLease.run_id.in_(over)))
     await session.execute(delete(QueuedRun).where(QueuedRun.run_id.in_(over)))
 
 

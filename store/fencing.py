@@ -12,11 +12,12 @@ the write that follows it in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import Run
+from store.models import Run, RunLease, WorkerHost
 from workflows.models import JobStatus
 
 _FINAL = [status.value for status in JobStatus if status.is_final]
@@ -68,3 +69,33 @@ async def stale_pairs(
     ).all()
     current = {row.run_id: row.placement_epoch for row in rows}
     return {(run_id, epoch) for run_id, epoch in epochs if current.get(run_id, epoch) > epoch}
+
+
+async def runs_on_lost_hosts(
+    session: AsyncSession, pool: str, seen_before: datetime
+) -> list[tuple[str, int]]:
+    """``(run_id, epoch)`` of the runs not over that hold a lease on a worker of ``pool``
+    whose registration was last renewed before ``seen_before`` (its host is taken for lost).
+
+    Leases on a lost host stay until their run is placed again (``store/capacity.py``), so
+    this finds each such run until then."""
+    rows = await session.execute(
+        select(Run.run_id, Run.placement_epoch)
+        .join(RunLease, RunLease.run_id == Run.run_id)
+        .join(WorkerHost, WorkerHost.name == RunLease.host)
+        .where(
+            WorkerHost.pool == pool,
+            WorkerHost.last_seen_at < seen_before,
+            Run.status.not_in(_FINAL),
+        )
+        .order_by(Run.run_id)
+    )
+    return [(row.run_id, row.placement_epoch) for row in rows]
+
+
+async def seen_since(session: AsyncSession, task_queue: str, since: datetime) -> bool:
+    """Whether the worker of ``task_queue`` renewed its registration at or after ``since``."""
+    seen = await session.scalar(
+        select(WorkerHost.last_seen_at).where(WorkerHost.task_queue == task_queue)
+    )
+    return seen is not None and seen >= since

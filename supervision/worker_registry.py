@@ -1,8 +1,8 @@
 """The worker's registration: its inventory in SQL, renewed by a heartbeat.
 
 Admission places runs only on workers seen within WORKER_LOST_SECONDS; a worker that stops
-renewing (crashed, cut off) loses its leases there. A (re)registration wakes the queued
-runs, since capacity has just arrived.
+renewing (crashed, cut off) takes no new runs; its runs keep their leases until placed again.
+A (re)registration wakes the queued runs, since capacity has just arrived.
 
 A worker whose registration was not renewed for WORKER_LOST_SECONDS (frozen, cut off) was
 taken for lost, and its runs may have been placed again elsewhere: before it renews (so before

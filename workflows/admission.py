@@ -8,7 +8,8 @@ the runs next in line; a slow timer (``queue_poll_seconds``) is only the safety 
 one, the image is pulled and the attempt runs on that worker's own task queue, with its GPU
 ids. The lease is kept across the attempts of a run and given back when the run ends, on
 every path (``TrainingJobWorkflow`` releases in a ``finally``); a worker that stops renewing
-its registration loses its leases in SQL. Waiting costs no retry: it is not an attempt.
+its registration takes no new runs, and its runs move once it is lost. Waiting costs no
+retry: it is not an attempt.
 
 A run whose job asks for no resources is admitted at once, with no command at all, and runs
 as before (pulled on any worker). Runs started before this existed carry no
@@ -17,6 +18,7 @@ as before (pulled on any worker). Runs started before this existed carry no
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -48,6 +50,10 @@ REPLACEMENT_PATCH = "host-replacement-placement-epochs"
 # its container has exited and the run is over, so the next queued run starts while this
 # one's output is drained, its container removed and its status recorded.
 EARLY_RELEASE_PATCH = "capacity-release-on-exit"
+# workflow.patched id (release 0.8): the placed pull and attempt stop waiting for their host
+# once a worker reports it lost (the ``host_lost`` signal, from the workers table's last-seen,
+# supervision/host_loss.py); the activity is cancelled and the run placed again at once.
+FROZEN_HOST_PATCH = "host-lost-from-worker-last-seen"
 _STORE_TIMEOUT = timedelta(seconds=30)
 # A woken run whose admission met a busy database tries again soon: the GPU is waiting.
 _STORE_RETRY = RetryPolicy(
@@ -68,9 +74,23 @@ class CapacityGate:
     def __init__(self) -> None:
         self._woken = False
         self._engaged = False
+        # The latest placement epoch whose host a worker reported lost.
+        self._lost_epoch: int | None = None
 
     def wake(self) -> None:
         self._woken = True
+
+    def host_lost(self, epoch: int) -> None:
+        """A worker saw the host of placement ``epoch`` silent for HOST_LOST_SECONDS."""
+        if self._lost_epoch is None or epoch > self._lost_epoch:
+            self._lost_epoch = epoch
+
+    def is_lost(self, epoch: int) -> bool:
+        return self._lost_epoch == epoch
+
+    def forget_lost(self) -> None:
+        """After an admission: only a report sent since counts (they repeat every beat)."""
+        self._lost_epoch = None
 
     async def admit(
         self, plan: RunPlan, attempt: int, on_queued: Callable[[Admission], None]
@@ -128,14 +148,21 @@ async def run_admitted_attempt(
         return await run_attempt(plan, attempt)
     while True:
         placed = await gate.admit(plan, attempt, on_queued)
+        gate.forget_lost()
         if not workflow.patched(REPLACEMENT_PATCH):
             placed = placed.model_copy(update={"epoch": None})
         await on_admitted()
         early = workflow.patched(EARLY_RELEASE_PATCH)
-        outcome = await run_placed_attempt(plan, attempt, placed, release_on_exit=early)
+        epoch = placed.epoch
+        lost = None
+        if epoch is not None and workflow.patched(FROZEN_HOST_PATCH):
+            lost = functools.partial(gate.is_lost, epoch)
+        outcome = await run_placed_attempt(
+            plan, attempt, placed, release_on_exit=early, host_lost=lost
+        )
         if outcome is not None:
             return outcome
-        # The worker did not take it within HOST_LOST_SECONDS: its lease goes, and the run is
-        # placed again (the next epoch), resuming from its latest recorded checkpoint; the
-        # attempt number stays, so no retry is used.
+        # The worker did not take it within HOST_LOST_SECONDS, or a worker reported its host
+        # lost: its lease goes, and the run is placed again (the next epoch), resuming from its
+        # latest recorded checkpoint; the attempt number stays, so no retry is used.
         await gate.release(plan)

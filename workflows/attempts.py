@@ -6,7 +6,10 @@ bounded number of times) and answers with the task queue only that worker polls.
 runs on that queue, so its retries reach the engine that holds its container. If the worker
 does not take the attempt within the plan's host-loss timeout (a schedule-to-start timeout,
 which Temporal never retries), its host is taken for lost and the attempt is placed again by
-a new pull on the shared queue.
+a new pull on the shared queue. A frozen worker still holds long polls on its queue, which
+take the retried attempt and never answer, so that timeout can fire a minute late; under the
+frozen-host patch a placed attempt also stops waiting as soon as a live worker reports its
+host lost from the workers table (the ``host_lost`` signal, see supervision/host_loss.py).
 
 Runs started before this existed have no ``pull-image-activity`` marker in their history;
 they keep running each attempt as one activity on the shared queue, which pulls for itself.
@@ -14,7 +17,10 @@ they keep running each attempt as one activity on the shared queue, which pulls 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -52,11 +58,16 @@ _ACTIVITY_TIMEOUT = timedelta(days=30)
 async def run_attempt(plan: RunPlan, attempt: int) -> AttemptOutcome:
     """Run training attempt ``attempt`` of ``plan`` to its exit code."""
     if not workflow.patched(PULL_IMAGE_PATCH):
-        return await _execute_attempt(plan, attempt, None)
+        unplaced = await _execute_attempt(plan, attempt, None)
+        assert unplaced is not None  # None only when asked to watch for a lost host
+        return unplaced
     while True:
         ready = await _pull_image(plan, attempt)
+        assert ready is not None
         try:
-            return await _execute_attempt(plan, attempt, ready)
+            outcome = await _execute_attempt(plan, attempt, ready)
+            assert outcome is not None
+            return outcome
         except ActivityError as err:
             if not _never_started(err):
                 raise
@@ -69,21 +80,32 @@ async def run_attempt(plan: RunPlan, attempt: int) -> AttemptOutcome:
 
 
 async def run_placed_attempt(
-    plan: RunPlan, attempt: int, placed: Admission, release_on_exit: bool = False
+    plan: RunPlan,
+    attempt: int,
+    placed: Admission,
+    release_on_exit: bool = False,
+    host_lost: Callable[[], bool] | None = None,
 ) -> AttemptOutcome | None:
     """Attempt ``attempt`` on the worker ``placed`` leased, pulled there first, with its GPUs.
 
     With ``release_on_exit`` the attempt activity gives the lease back once its container
     has exited, if that ends the run (see ``RunAttemptInput``).
 
-    None when that worker did not take the pull or the attempt within the host-loss timeout:
-    the caller gives the lease back and places the run again.
+    None when that worker did not take the pull or the attempt within the host-loss timeout,
+    or (``host_lost``, the frozen-host patch) a worker reported its host lost meanwhile: the
+    caller gives the lease back and places the run again.
     """
     try:
-        ready = await _pull_image(plan, attempt, placed.task_queue)
-        return await _execute_attempt(
-            plan, attempt, ready, placed.gpus, placed.epoch, release_on_exit
+        ready = await _pull_image(plan, attempt, placed.task_queue, host_lost)
+        if ready is None:
+            _reported_lost(attempt, placed)
+            return None
+        outcome = await _execute_attempt(
+            plan, attempt, ready, placed.gpus, placed.epoch, release_on_exit, host_lost
         )
+        if outcome is None:
+            _reported_lost(attempt, placed)
+        return outcome
     except ActivityError as err:
         if not _never_started(err):
             raise
@@ -96,9 +118,51 @@ async def run_placed_attempt(
         return None
 
 
-async def _pull_image(plan: RunPlan, attempt: int, task_queue: str | None = None) -> ImageReady:
-    """On any worker (shared queue), or on ``task_queue``, the leased worker's own."""
-    ready: ImageReady = await workflow.execute_activity(
+def _reported_lost(attempt: int, placed: Admission) -> None:
+    workflow.logger.warning(
+        "attempt %d: host %s reported lost (epoch %s); placing it again",
+        attempt,
+        placed.host,
+        placed.epoch,
+    )
+
+
+async def _unless_lost(
+    handle: workflow.ActivityHandle[Any], host_lost: Callable[[], bool]
+) -> Any | None:
+    """The activity's result, or None once ``host_lost()``: the activity is then cancelled
+    and not waited for (its frozen worker would answer only after its heartbeat timeout; a
+    copy it left is fenced by the next epoch). A cancelled run cancels the activity and
+    waits for it, as awaiting it directly would."""
+    try:
+        await workflow.wait_condition(lambda: handle.done() or host_lost())
+    except asyncio.CancelledError:
+        handle.cancel()
+        await handle
+        raise
+    if handle.done():
+        return await handle
+    handle.cancel()
+    handle.add_done_callback(_settled)
+    return None
+
+
+def _settled(handle: asyncio.Future[Any]) -> None:
+    """Retrieve a left activity's outcome, so that it is not reported as never retrieved."""
+    if not handle.cancelled():
+        handle.exception()
+
+
+async def _pull_image(
+    plan: RunPlan,
+    attempt: int,
+    task_queue: str | None = None,
+    host_lost: Callable[[], bool] | None = None,
+) -> ImageReady | None:
+    """On any worker (shared queue), or on ``task_queue``, the leased worker's own.
+
+    None if ``host_lost()`` became true first."""
+    handle = workflow.start_activity(
         PULL_IMAGE,
         PullImageInput(
             job_id=plan.job_id, run_id=plan.run_id, attempt=attempt, image=plan.spec.image
@@ -112,7 +176,11 @@ async def _pull_image(plan: RunPlan, attempt: int, task_queue: str | None = None
         heartbeat_timeout=timedelta(seconds=plan.heartbeat_timeout_seconds),
         retry_policy=_infrastructure_retry(plan),
     )
-    return ready
+    if host_lost is not None:
+        ready: ImageReady | None = await _unless_lost(handle, host_lost)
+        return ready
+    pulled: ImageReady = await handle
+    return pulled
 
 
 async def _execute_attempt(
@@ -122,9 +190,12 @@ async def _execute_attempt(
     gpus: list[str] | None = None,
     epoch: int | None = None,
     release_on_exit: bool = False,
-) -> AttemptOutcome:
-    """The attempt on the worker that made its image ready, or (``ready`` None) on any."""
-    outcome: AttemptOutcome = await workflow.execute_activity(
+    host_lost: Callable[[], bool] | None = None,
+) -> AttemptOutcome | None:
+    """The attempt on the worker that made its image ready, or (``ready`` None) on any.
+
+    None if ``host_lost()`` became true first."""
+    handle = workflow.start_activity(
         RUN_TRAINING_CONTAINER,
         RunAttemptInput(
             job_id=plan.job_id,
@@ -147,6 +218,10 @@ async def _execute_attempt(
         cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         retry_policy=_attempt_retry(plan),
     )
+    if host_lost is not None:
+        placed: AttemptOutcome | None = await _unless_lost(handle, host_lost)
+        return placed
+    outcome: AttemptOutcome = await handle
     return outcome
 
 

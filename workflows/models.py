@@ -26,6 +26,9 @@ ACQUIRE_CAPACITY = "acquire_capacity"
 RELEASE_CAPACITY = "release_capacity"
 # Sent to a queued run's workflow when capacity may have freed (a release, a new worker).
 CAPACITY_FREED_SIGNAL = "capacity_freed"
+# Sent (with the placement epoch) to a run whose placed host's worker has not renewed its
+# registration for HOST_LOST_SECONDS: the run is placed again (supervision/host_loss.py).
+HOST_LOST_SIGNAL = "host_lost"
 
 # ApplicationError types: what failed and whether Temporal may retry it.
 JOB_NOT_FOUND = "JobNotFound"

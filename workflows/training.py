@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.models import (
         CAPACITY_FREED_SIGNAL,
+        HOST_LOST_SIGNAL,
         INVALID_JOB_SPEC,
         JOB_ID_ATTRIBUTE,
         JOB_NAME_ATTRIBUTE,
@@ -92,6 +93,12 @@ class TrainingJobWorkflow:
     def capacity_freed(self) -> None:
         """Capacity may have freed: a queued run tries to be admitted again."""
         self._capacity.wake()
+
+    @workflow.signal(name=HOST_LOST_SIGNAL)
+    def host_lost(self, epoch: int) -> None:
+        """The host of placement ``epoch`` was silent for HOST_LOST_SECONDS: place it again
+        (runs under the frozen-host patch; see workflows/attempts.py)."""
+        self._capacity.host_lost(epoch)
 
     @workflow.run
     async def run(self, request: TrainingRunInput) -> TrainingRunResult:

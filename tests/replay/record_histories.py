@@ -23,11 +23,13 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import docker
 import httpx
+from sqlalchemy import update
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
@@ -42,7 +44,7 @@ from runtimes.base import LABEL_JOB_ID
 from store import capacity
 from store.db import create_engine, create_sessionmaker
 from store.migrate import upgrade
-from store.models import utcnow
+from store.models import WorkerHost, utcnow
 from tests.conftest import (
     BUSYBOX_IMAGE,
     api_client,
@@ -51,7 +53,12 @@ from tests.conftest import (
     start_dev_server,
 )
 from worker import build_worker
-from workflows.models import RUN_TRAINING_CONTAINER, WORKFLOW_NAME, TrainingRunInput
+from workflows.models import (
+    HOST_LOST_SIGNAL,
+    RUN_TRAINING_CONTAINER,
+    WORKFLOW_NAME,
+    TrainingRunInput,
+)
 
 HISTORIES_DIR = Path(__file__).parent / "histories"
 MAX_HISTORY_BYTES = 1_000_000
@@ -327,6 +334,53 @@ class Recorder:
         if run["host"] == "lost-host" or run["retry_count"] != 0:
             raise RuntimeError(f"replaced: not placed again as expected: {run}")
 
+    async def reported_lost(self) -> None:
+        """Host loss from the workers table (0.8): a one-GPU run placed on a worker that never
+        takes its pull; the recorder then ages that worker's last-seen past HOST_LOST_SECONDS,
+        so the real worker reports the host lost (the ``host_lost`` signal) before the pull's
+        schedule-to-start timeout, and the run is placed again on it under epoch 2."""
+        engine = create_engine(self.settings.sqlalchemy_url)
+        sessions = create_sessionmaker(engine)
+        try:
+            async with sessions() as session:
+                await capacity.register_worker(
+                    session,
+                    name="frozen-host",
+                    pool=self.settings.task_queue,
+                    task_queue=f"{self.settings.task_queue}-frozen-host",
+                    gpus=["0"],
+                    cpus=0.5,
+                    memory_bytes=2**30,
+                    max_attempts=1,
+                    now=utcnow(),
+                )
+            job_id = await self.create_job(
+                command=["sh", "-c", 'echo "epoch $PLACEMENT_EPOCH"; exit 0'],
+                resources={"gpus": 1},
+                max_retries=0,
+            )
+            handle = await self.run_handle(job_id)
+
+            async def on_frozen_host() -> bool:
+                runs = (await self.api.get(f"/jobs/{job_id}/runs")).json()["runs"]
+                return bool(runs) and runs[0]["host"] == "frozen-host"
+
+            await eventually(on_frozen_host, "the run placed on frozen-host")
+            async with sessions() as session:
+                await session.execute(
+                    update(WorkerHost)
+                    .where(WorkerHost.name == "frozen-host")
+                    .values(last_seen_at=utcnow() - timedelta(hours=1))
+                )
+                await session.commit()
+            await self.record_closed("reported_lost", handle, WorkflowExecutionStatus.COMPLETED)
+        finally:
+            await engine.dispose()
+        history = self.written["reported_lost"].read_text()
+        run = (await self.api.get(f"/jobs/{job_id}/runs")).json()["runs"][0]
+        if run["host"] == "frozen-host" or HOST_LOST_SIGNAL not in history:
+            raise RuntimeError(f"reported_lost: not placed again on a host_lost report: {run}")
+
     async def cleanup(self) -> None:
         for job_id in self.job_ids:
             with contextlib.suppress(Exception):
@@ -394,6 +448,7 @@ async def main(release: str) -> None:
                     await recorder.gpu_queue()
                     await recorder.skipped_firing()
                     await recorder.replaced()
+                    await recorder.reported_lost()
                 finally:
                     await recorder.cleanup()
     finally:

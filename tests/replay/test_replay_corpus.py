@@ -16,8 +16,14 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.admission import CAPACITY_PATCH, EARLY_RELEASE_PATCH, REPLACEMENT_PATCH
+from workflows.admission import (
+    CAPACITY_PATCH,
+    EARLY_RELEASE_PATCH,
+    FROZEN_HOST_PATCH,
+    REPLACEMENT_PATCH,
+)
 from workflows.attempts import DIRECT_STARTS_PATCH, PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES
+from workflows.models import HOST_LOST_SIGNAL
 from workflows.sandbox import workflow_runner
 from workflows.training import TrainingJobWorkflow
 
@@ -45,10 +51,16 @@ REPLACEMENT = "0.5-replacement"
 # the attempt once its container exits (each recorded on its own).
 WITH_REPLACEMENT = "0.6-direct-starts-capacity-replacement"
 WITH_EARLY_RELEASE = "0.6-early-release"
-# Everything: the path runs take today.
-CURRENT = "0.7-replacement-and-early-release"
+# Everything of 0.7: the path runs took from its merge.
+RELEASE_07 = "0.7-replacement-and-early-release"
+# Everything: the path runs take today, with a placed attempt that stops waiting for a host a
+# worker reports lost (``replaced`` is placed again on that report).
+CURRENT = "0.8-frozen-host-detection"
 BEFORE_06 = {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES, DIRECT_STARTS_PATCH, CAPACITY_PATCH}
-ALL_PATCHES = BEFORE_06 | {REPLACEMENT_PATCH, EARLY_RELEASE_PATCH}
+PATCHES_07 = BEFORE_06 | {REPLACEMENT_PATCH, EARLY_RELEASE_PATCH}
+ALL_PATCHES = PATCHES_07 | {FROZEN_HOST_PATCH}
+# Patches only an attempt placed by a lease (with its epoch) reaches.
+PLACED_ONLY = {REPLACEMENT_PATCH, EARLY_RELEASE_PATCH, FROZEN_HOST_PATCH}
 RELEASES = {
     FLAT_SPEC: (REQUIRED, set()),
     PULL_ACTIVITY: (REQUIRED | {"image_unavailable"}, {PULL_IMAGE_PATCH}),
@@ -83,9 +95,15 @@ RELEASES = {
         REQUIRED | {"image_unavailable", "oom_killed", "skipped_firing"} | CAPACITY_CASES,
         BEFORE_06 | {EARLY_RELEASE_PATCH},
     ),
-    CURRENT: (
+    RELEASE_07: (
         REQUIRED
         | {"image_unavailable", "oom_killed", "skipped_firing", "replaced"}
+        | CAPACITY_CASES,
+        PATCHES_07,
+    ),
+    CURRENT: (
+        REQUIRED
+        | {"image_unavailable", "oom_killed", "skipped_firing", "replaced", "reported_lost"}
         | CAPACITY_CASES,
         ALL_PATCHES,
     ),
@@ -95,7 +113,7 @@ SKIPPED = {"skipped_firing"}
 # Cases that end (or were caught) before their first attempt: fewer patches than their folder.
 BEFORE_AN_ATTEMPT = {"mid_run", "image_unavailable", "queued_cancelled"} | SKIPPED
 # Runs placed on a worker by a lease pull there directly: no pull-image-activity marker.
-PLACED = {"gpu_leased", "queued_then_admitted", "oom_killed", "replaced"}
+PLACED = {"gpu_leased", "queued_then_admitted", "oom_killed", "replaced", "reported_lost"}
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -132,12 +150,25 @@ def test_each_release_holds_its_cases_on_its_own_path(release: str) -> None:
             else:
                 # Only a run placed by a lease carries its placement epoch's marker, and only
                 # a placed attempt (one that holds a lease) reaches the early release.
-                expected = carried - {REPLACEMENT_PATCH, EARLY_RELEASE_PATCH}
+                expected = carried - PLACED_ONLY
             assert patches(path) == expected, path
         if CAPACITY_PATCH in carried and path.stem not in SKIPPED:
             assert CAPACITY_PATCH in patches(path), path
         if DIRECT_STARTS_PATCH in carried:
             assert DIRECT_STARTS_PATCH in patches(path), path
+
+
+def test_a_run_placed_again_on_a_host_lost_report_is_in_the_corpus() -> None:
+    """The 0.8 path where a worker's ``host_lost`` signal, not a timeout, moved the run."""
+    events = json.loads((HISTORIES_DIR / CURRENT / "reported_lost.json").read_text())["events"]
+    signals = [
+        e["workflowExecutionSignaledEventAttributes"]["signalName"]
+        for e in events
+        if "workflowExecutionSignaledEventAttributes" in e
+    ]
+    cancels = [e for e in events if "activityTaskCancelRequestedEventAttributes" in e]
+    assert HOST_LOST_SIGNAL in signals and cancels
+    assert FROZEN_HOST_PATCH in patches(HISTORIES_DIR / CURRENT / "reported_lost.json")
 
 
 @pytest.mark.parametrize(

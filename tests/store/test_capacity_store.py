@@ -1,16 +1,16 @@
 """GPU leases in SQL on both backends: exclusive under concurrent admissions from several
-processes' engines, expired with their worker, given back on release."""
+processes' engines, kept through their worker's absence, given back on release."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from store import capacity
+from store import capacity, fencing
 from store.db import create_engine, create_sessionmaker
 from store.jobs import new_job
 from store.models import GpuLease, Run, utcnow
@@ -147,55 +147,73 @@ async def test_concurrent_admissions_from_two_engines_never_double_lease(
             await engine.dispose()
 
 
-async def test_leases_of_a_lost_worker_expire(database_url: str) -> None:  # noqa: F811
+async def test_leases_of_a_lost_worker_stay_until_their_runs_are_placed_again(
+    database_url: str,  # noqa: F811
+) -> None:
+    """A host frozen past WORKER_LOST_SECONDS may come back with its containers training:
+    its GPUs are leased to nobody else until their runs are placed again elsewhere."""
     engine = create_engine(database_url)
     try:
         pairs = await seed(engine, 6)
         sessions = create_sessionmaker(engine)
         now = utcnow()
-        async with sessions() as session:
-            for job_id, run_id in pairs[:4]:
-                placed = await capacity.admit(
+
+        async def admit(index: int, at: datetime, gpus: int = 1) -> capacity.Placement:
+            job_id, run_id = pairs[index]
+            async with sessions() as session:
+                return await capacity.admit(
                     session,
                     pool=POOL,
                     job_id=job_id,
                     run_id=run_id,
-                    need=capacity.Need(gpus=1),
-                    now=now,
+                    need=capacity.Need(gpus=gpus),
+                    now=at,
                     lost_after=LOST,
                 )
-                assert placed.admitted
-            # host-b stops renewing; later, host-a renews and host-b's leases are gone.
-            later = now + LOST + timedelta(seconds=1)
+
+        async def gpu_leases() -> set[tuple[str, str, str]]:
+            async with sessions() as session:
+                rows = (await session.scalars(select(GpuLease))).all()
+                return {(row.host, row.gpu, row.run_id) for row in rows}
+
+        placed = [await admit(index, now) for index in range(4)]
+        assert all(p.admitted for p in placed)
+        on_b = sorted(pairs[i][1] for i, p in enumerate(placed) if p.host == "host-b")
+        held = await gpu_leases()
+        # host-b stops renewing; later, host-a renews: host-b takes nothing new, but its
+        # leases stay, and its runs are the ones found on a lost host.
+        later = now + LOST + timedelta(seconds=1)
+        async with sessions() as session:
             assert await capacity.heartbeat_worker(session, f"{POOL}-host-a", later)
-            job_id, run_id = pairs[4]
-            placed = await capacity.admit(
-                session,
-                pool=POOL,
-                job_id=job_id,
-                run_id=run_id,
-                need=capacity.Need(gpus=1),
-                now=later,
-                lost_after=LOST,
-            )
-            assert not placed.admitted
-            assert "host-a has 0 of 2 free" in (placed.reason or "")
-            hosts = {row.host for row in (await session.scalars(select(GpuLease))).all()}
-            assert hosts == {"host-a"}
-            # Too large for any worker: said so, with the largest worker's GPUs.
-            job_id, run_id = pairs[5]
-            huge = await capacity.admit(
-                session,
-                pool=POOL,
-                job_id=job_id,
-                run_id=run_id,
-                need=capacity.Need(gpus=4),
-                now=later,
-                lost_after=LOST,
-            )
-            assert not huge.admitted
-            assert "no registered worker has that much" in (huge.reason or "")
-            assert "2 GPUs" in (huge.reason or "")
+        fifth = await admit(4, later)
+        assert not fifth.admitted
+        assert "host-a has 0 of 2 free" in (fifth.reason or "")
+        assert await gpu_leases() == held
+        async with sessions() as session:
+            lost = await fencing.runs_on_lost_hosts(session, POOL, later - LOST)
+            assert lost == [(run_id, 1) for run_id in on_b]
+            assert await fencing.runs_on_lost_hosts(session, "other-pool", later) == []
+        # host-b comes back before its runs were placed again: its GPUs are still theirs.
+        back = later + timedelta(seconds=1)
+        async with sessions() as session:
+            assert await capacity.heartbeat_worker(session, f"{POOL}-host-b", back)
+            assert await fencing.seen_since(session, f"{POOL}-host-b", back)
+            assert await fencing.runs_on_lost_hosts(session, POOL, back - LOST) == []
+        fifth = await admit(4, back)
+        assert not fifth.admitted and await gpu_leases() == held
+        # host-b is lost again and one of its runs is placed again: only now is its GPU
+        # given back (host-a is full, so that run waits, first in line).
+        gone = back + LOST + timedelta(seconds=1)
+        async with sessions() as session:
+            assert await capacity.heartbeat_worker(session, f"{POOL}-host-a", gone)
+        moved = await admit(pairs.index(next(p for p in pairs if p[1] == on_b[0])), gone)
+        assert not moved.admitted
+        assert {row for row in await gpu_leases() if row[2] == on_b[0]} == set()
+        # Too large for any worker: said so, with the largest worker's GPUs.
+        huge = await admit(5, gone, gpus=4)
+        assert not huge.admitted
+        assert "no registered worker has that much" in (huge.reason or "")
+        assert "2 GPUs" in (huge.reason or "")
     finally:
         await engine.dispose()
 
