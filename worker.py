@@ -134,11 +134,11 @@ async def build_worker(
         settings.task_queue,
         timedelta(seconds=settings.rpc_timeout_seconds),
     )
+    images = ImageActivities(runtime, settings)
     store_activities = RunStoreActivities(
-        sessions, settings, JobCreator(sessions, schedules, settings)
+        sessions, settings, JobCreator(sessions, schedules, settings), images.ready_here
     )
     training = TrainingActivities(runtime, sessions, settings, self_fence)
-    images = ImageActivities(runtime, settings)
     notify = NotifyActivities(sessions, settings)
     admission = CapacityActivities(sessions, settings)
     common: dict[str, Any] = {

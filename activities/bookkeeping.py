@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -20,6 +22,7 @@ from workflows.models import (
     JOB_RUNNING,
     RECORD_RUN_STATUS,
     START_RUN,
+    ImageReady,
     RunPlan,
     RunStatusUpdate,
     StartRunInput,
@@ -42,14 +45,20 @@ class RunStoreActivities:
         sessions: async_sessionmaker[AsyncSession],
         settings: Settings,
         creator: JobCreator | None = None,
+        ready_here: Callable[[str], Awaitable[ImageReady | None]] | None = None,
     ) -> None:
         self._sessions = sessions
         self._settings = settings
         self._creator = creator
+        # Where the image can be used at once (ImageActivities.ready_here), if anywhere.
+        self._ready_here = ready_here
 
     @activity.defn(name=START_RUN)
     async def start_run(self, request: StartRunInput) -> RunPlan:
         """Record the run as started and return the job's current spec.
+
+        For a run that needs no capacity, the plan also says whether this worker can start
+        its first attempt at once (the image is here): ``image_ready``.
 
         An SDK start for an unknown job that carries a job spec registers the job first.
         """
@@ -88,7 +97,11 @@ class RunStoreActivities:
                     "with TrainingRunInput(job_id=..., job={...the body of POST /jobs...})"
                 )
                 raise ApplicationError(detail, type=JOB_NOT_FOUND, non_retryable=True) from err
-        return self._plan(job, run.run_id, Trigger(run.trigger))
+        plan = self._plan(job, run.run_id, Trigger(run.trigger))
+        if self._ready_here is not None and not plan.spec.needs_capacity():
+            # On this worker, where the image is, unless admission is to place the run.
+            plan.image_ready = await self._ready_here(plan.spec.image)
+        return plan
 
     async def _claim(self, session: AsyncSession, request: StartRunInput) -> str | None:
         """Claim the job for this run; None when it may go on, else why the firing is skipped.

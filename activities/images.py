@@ -61,6 +61,20 @@ class ImageActivities:
             pulled=pulled,
         )
 
+    async def ready_here(self, image: str) -> ImageReady | None:
+        """This worker's queue if ``image`` can be used here now without a pull, else None.
+
+        Asked by start_run for a run that needs no capacity: its first attempt then skips
+        the pull_image round trip (the plan's ``image_ready``).
+        """
+        if not await self._runtime.image_present(image):
+            return None
+        return ImageReady(
+            task_queue=self._settings.worker_task_queue,
+            worker=self._settings.worker_name,
+            pulled=False,
+        )
+
 
 async def make_image_ready(runtime: ContainerRuntime, image: str, heartbeat: Heartbeat) -> bool:
     """Make ``image`` ready on ``runtime``; progress goes into ``heartbeat``'s ``pull`` field.

@@ -24,7 +24,7 @@ async def units_of(runtime: ContainerRuntime, run_id: str, attempt: int) -> list
     """``(incarnation, name)`` of every unit of the attempt, oldest first."""
     return sorted(
         (incarnation_of(labels), name)
-        for name, labels, _running in await runtime.list_units()
+        for name, labels, _running in await runtime.list_units(run_id)
         if labels.get(LABEL_RUN_ID) == run_id and labels.get(LABEL_ATTEMPT) == str(attempt)
     )
 

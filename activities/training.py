@@ -138,7 +138,12 @@ class TrainingActivities:
         log_path = attempt_log_path(
             self._settings.log_dir, request.job_id, request.run_id, request.attempt
         )
-        recorded = await recorded_outcome(self._runtime, self._sessions, request, log_path)
+        # Both only read (the database, the engine's list of units): asked at once, as every
+        # millisecond here is one before the container starts.
+        recorded, incarnation = await asyncio.gather(
+            recorded_outcome(self._runtime, self._sessions, request, log_path),
+            incarnations.current_incarnation(self._runtime, request.run_id, request.attempt),
+        )
         if recorded is not None:
             return recorded
         await self._check_epoch(request)
@@ -150,9 +155,6 @@ class TrainingActivities:
             self._settings.checkpoint_root_dir, request.spec.checkpoint_path
         )
         subdir = epoch_subdir(request.epoch)
-        incarnation = await incarnations.current_incarnation(
-            self._runtime, request.run_id, request.attempt
-        )
         while True:
             if self._self_fenced(generation):
                 # Cut off (now or since this try began): nothing starts or is followed here

@@ -154,6 +154,12 @@ class ContainerRuntime(Protocol):
         """
         ...
 
+    async def image_present(self, image: str) -> bool:
+        """Whether :meth:`start` could use ``image`` now, with no pull: present, and a pull
+        policy that does not ask for one. Never pulls, never raises (False when unsure: the
+        pull_image activity then makes the image ready or says why it cannot)."""
+        ...
+
     async def start(self, spec: ContainerSpec) -> StartResult:
         """Start the unit named ``spec.name``, or reattach to it if it already exists.
 
@@ -191,8 +197,9 @@ class ContainerRuntime(Protocol):
         """The unit's combined output from its start, live, ending when the unit has exited."""
         ...
 
-    async def list_units(self) -> list[tuple[str, dict[str, str], bool]]:
-        """``(name, labels, running)`` of every unit this runtime started."""
+    async def list_units(self, run_id: str | None = None) -> list[tuple[str, dict[str, str], bool]]:
+        """``(name, labels, running)`` of every unit this runtime started (of ``run_id``'s
+        only, if given: a start lists one run's units, not the whole host's)."""
         ...
 
 

@@ -21,6 +21,7 @@ from docker.models.containers import Container
 
 from runtimes.base import (
     LABEL_JOB_ID,
+    LABEL_RUN_ID,
     ContainerSpec,
     ImageUnavailableError,
     InvalidSpecError,
@@ -128,6 +129,15 @@ class DockerRuntime:
         finally:
             stop.set()  # a cancelled pull's thread stops at the engine's next message
 
+    async def image_present(self, image: str) -> bool:
+        """Whether ``image`` is on the engine and the pull policy lets it be used as it is."""
+        if self._pull_policy == "always":
+            return False
+        try:
+            return await self._call(self._image_present, image)
+        except (RuntimeUnavailableError, DockerException, requests.RequestException):
+            return False  # the pull_image activity tells what is wrong
+
     async def wait(self, name: str, timeout: float) -> int | None:
         """Wait at most ``timeout`` seconds for the container to exit.
 
@@ -169,9 +179,10 @@ class DockerRuntime:
         """Force-remove the container; a missing one is fine."""
         await self._call(self._remove, name)
 
-    async def list_units(self) -> list[tuple[str, dict[str, str], bool]]:
-        """``(name, labels, running)`` of every container carrying the job-id label."""
-        return await self._call(self._list_units)
+    async def list_units(self, run_id: str | None = None) -> list[tuple[str, dict[str, str], bool]]:
+        """``(name, labels, running)`` of every container carrying the job-id label (and
+        ``run_id``'s label, if given: the engine filters, however many containers it has)."""
+        return await self._call(self._list_units, run_id)
 
     async def _call(
         self, work: Callable[..., _T], *args: Any, threads: ThreadPoolExecutor | None = None
@@ -279,6 +290,13 @@ class DockerRuntime:
                 f"command {spec.command!r} cannot be started in image {spec.image}: {failure}"
             )
 
+    def _image_present(self, image: str) -> bool:
+        try:
+            self._client().images.get(image)
+        except (NotFound, APIError):  # missing, or not a valid reference
+            return False
+        return True
+
     def _wait(self, name: str, timeout: float) -> int | None:
         return wait_for_exit(self._get(name), timeout)
 
@@ -310,10 +328,11 @@ class DockerRuntime:
             if not (exc.status_code == 409 and "already in progress" in _why(exc)):
                 raise
 
-    def _list_units(self) -> list[tuple[str, dict[str, str], bool]]:
+    def _list_units(self, run_id: str | None = None) -> list[tuple[str, dict[str, str], bool]]:
         # The low-level listing is one request and, unlike containers.list(), does not race
         # with containers being removed between the listing and a per-container inspect.
-        rows = self._client().api.containers(all=True, filters={"label": LABEL_JOB_ID})
+        labels = [LABEL_JOB_ID] + ([f"{LABEL_RUN_ID}={run_id}"] if run_id else [])
+        rows = self._client().api.containers(all=True, filters={"label": labels})
         return [
             (row["Names"][0].lstrip("/"), dict(row.get("Labels") or {}), row["State"] == "running")
             for row in rows

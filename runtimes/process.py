@@ -40,6 +40,7 @@ from runtimes._process_unit import (
 )
 from runtimes.base import (
     LABEL_JOB_ID,
+    LABEL_RUN_ID,
     ContainerSpec,
     InvalidSpecError,
     ProgressReport,
@@ -85,6 +86,9 @@ class ProcessRuntime:
 
     async def prepare_image(self, image: str, on_progress: ProgressReport) -> bool:
         return False  # the command runs on the host: there is no image
+
+    async def image_present(self, image: str) -> bool:
+        return True  # nothing to pull
 
     async def start(self, spec: ContainerSpec) -> StartResult:
         """Launch the trainer, or reattach if the unit already has a pid or an exit code.
@@ -154,9 +158,11 @@ class ProcessRuntime:
                 await self.wait(name, _KILL_WAIT_SECONDS)
         await asyncio.to_thread(self._delete, name)
 
-    async def list_units(self) -> list[tuple[str, dict[str, str], bool]]:
-        """``(name, labels, running)`` of every unit whose labels carry a job id."""
-        return await asyncio.to_thread(self._list_units)
+    async def list_units(self, run_id: str | None = None) -> list[tuple[str, dict[str, str], bool]]:
+        """``(name, labels, running)`` of every unit whose labels carry a job id (and
+        ``run_id``, if given)."""
+        units = await asyncio.to_thread(self._list_units)
+        return [u for u in units if run_id is None or u[1].get(LABEL_RUN_ID) == run_id]
 
     def stream_output(self, name: str) -> AsyncIterator[bytes]:
         """Follow ``output.log`` from its start until the trainer has exited and it is read."""

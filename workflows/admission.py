@@ -63,9 +63,7 @@ _STORE_RETRY = RetryPolicy(
 
 def needs_admission(plan: RunPlan) -> bool:
     """Whether the job asks for anything a worker must set aside (GPUs, CPUs, memory)."""
-    resources = plan.spec.resources or {}
-    gpus = resources.get("gpus")
-    return gpus == "all" or bool(gpus) or bool(resources.get("cpus") or resources.get("memory"))
+    return plan.spec.needs_capacity()
 
 
 class CapacityGate:

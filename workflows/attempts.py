@@ -50,6 +50,10 @@ UNLIMITED_ATTEMPT_RETRIES = "attempt-retries-unlimited-infra-counted-by-activity
 # run at once, the RUNNING notification goes out concurrently with the first attempt, and only
 # the search attributes and memo the start did not set are upserted.
 DIRECT_STARTS_PATCH = "direct-starts-claimed-running-notice-concurrent"
+# Release 0.9: the first attempt of a run that asks for no capacity goes straight to the
+# queue of the worker that started it when that worker holds the image already (the plan's
+# ``image_ready``), without a pull_image round trip.
+READY_AT_START_PATCH = "image-ready-at-start"
 # A training container can run for days and a pull for hours: the heartbeat timeout is what
 # detects a lost worker, never a limit on the whole.
 _ACTIVITY_TIMEOUT = timedelta(days=30)
@@ -61,8 +65,14 @@ async def run_attempt(plan: RunPlan, attempt: int) -> AttemptOutcome:
         unplaced = await _execute_attempt(plan, attempt, None)
         assert unplaced is not None  # None only when asked to watch for a lost host
         return unplaced
+    # Only the run's first try: later ones, and a try placed again, pull where they land.
+    ready_at_start = plan.image_ready if attempt == 1 else None
     while True:
-        ready = await _pull_image(plan, attempt)
+        if ready_at_start is not None and workflow.patched(READY_AT_START_PATCH):
+            ready: ImageReady | None = ready_at_start
+        else:
+            ready = await _pull_image(plan, attempt)
+        ready_at_start = None
         assert ready is not None
         try:
             outcome = await _execute_attempt(plan, attempt, ready)

@@ -121,6 +121,12 @@ class TrainingSpec(BaseModel):
     timeout_seconds: int | None = None
     resume_policy: ResumePolicy = ResumePolicy.RETRIES
 
+    def needs_capacity(self) -> bool:
+        """Whether it asks for anything a worker must set aside (GPUs, CPUs, memory)."""
+        resources = self.resources or {}
+        gpus = resources.get("gpus")
+        return gpus == "all" or bool(gpus) or bool(resources.get("cpus") or resources.get("memory"))
+
 
 def _nest_spec(data: Any) -> Any:
     """Accept the flat form of releases before TrainingSpec (runs in flight carry it)."""
@@ -169,6 +175,14 @@ class StartRunInput(BaseModel):
     actor: str | None = None
 
 
+class ImageReady(BaseModel):
+    """Where the image is ready: the task queue only the worker that pulled it polls."""
+
+    task_queue: str
+    worker: str
+    pulled: bool
+
+
 class RunPlan(BaseModel):
     """One run: the job's spec as read at its start, plus the worker's retry settings."""
 
@@ -189,6 +203,10 @@ class RunPlan(BaseModel):
     queue_poll_seconds: float = 30.0
     # Why this firing does not run (another run holds the job's claim); the run is over.
     skipped: str | None = None
+    # A run that asks for no capacity, whose image the worker that started it already holds
+    # (and may use without a pull): its first attempt goes to that worker's own queue at
+    # once, without a pull_image round trip (patch ``image-ready-at-start``).
+    image_ready: ImageReady | None = None
 
     _accept_flat = model_validator(mode="before")(_nest_spec)
 
@@ -200,14 +218,6 @@ class PullImageInput(BaseModel):
     run_id: str
     attempt: int
     image: str
-
-
-class ImageReady(BaseModel):
-    """Where the image is ready: the task queue only the worker that pulled it polls."""
-
-    task_queue: str
-    worker: str
-    pulled: bool
 
 
 class RunAttemptInput(BaseModel):

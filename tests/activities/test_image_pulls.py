@@ -146,6 +146,50 @@ async def test_a_job_pulls_its_image_then_trains_on_the_same_worker(
     assert queues[RUN_TRAINING_CONTAINER] == local.worker_task_queue
 
 
+async def test_a_job_whose_image_is_here_starts_without_a_pull(
+    settings: Settings, temporal_client: Client, busybox_image: str
+) -> None:
+    """start_run found the image on its worker's engine: the first attempt goes to that
+    worker's own queue at once (no pull_image round trip), and a retry pulls where it lands."""
+    local = settings.model_copy(
+        update={
+            "task_queue": unique_name("tests-ready"),
+            "image_pull_policy": "if-not-present",
+            "retry_backoff_seconds": 0.1,
+        }
+    )
+    async with build_worker(local, temporal_client) as worker, worker, api_client(local) as api:
+        created = await api.post(
+            "/jobs",
+            json={
+                "name": unique_name("ready"),
+                "image": busybox_image,
+                "command": ["sh", "-c", "echo attempt; exit 3"],
+                "max_retries": 1,
+            },
+        )
+        assert created.status_code == 201, created.text
+        done = await wait_for_status(api, created.json()["job_id"], {"completed", "failed"})
+    assert done["status"] == "failed" and done["retry_count"] == 1, done
+
+    history = await temporal_client.get_workflow_handle(done["latest_run_id"]).fetch_history()
+    placed = [
+        (
+            e.activity_task_scheduled_event_attributes.activity_type.name,
+            e.activity_task_scheduled_event_attributes.task_queue.name,
+        )
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name
+        in (PULL_IMAGE, RUN_TRAINING_CONTAINER)
+    ]
+    assert placed == [
+        (RUN_TRAINING_CONTAINER, local.worker_task_queue),
+        (PULL_IMAGE, local.task_queue),
+        (RUN_TRAINING_CONTAINER, local.worker_task_queue),
+    ]
+
+
 async def test_a_tag_the_registry_lacks_fails_the_run_after_bounded_pulls(
     settings: Settings, temporal_client: Client, registry: LocalRegistry
 ) -> None:

@@ -180,8 +180,9 @@ async def test_an_attempt_whose_worker_never_returns_is_placed_again(
         and e.activity_task_scheduled_event_attributes.activity_type.name
         in (PULL_IMAGE, RUN_TRAINING_CONTAINER)
     ]
+    # host-a started the run with the image at hand, so its first try went straight to its
+    # queue; the try placed again after host-a was lost pulls where it lands.
     assert placed == [
-        (PULL_IMAGE, local.task_queue),
         (RUN_TRAINING_CONTAINER, f"{local.task_queue}-host-a"),
         (PULL_IMAGE, local.task_queue),
         (RUN_TRAINING_CONTAINER, f"{local.task_queue}-host-b"),

@@ -22,7 +22,12 @@ from workflows.admission import (
     FROZEN_HOST_PATCH,
     REPLACEMENT_PATCH,
 )
-from workflows.attempts import DIRECT_STARTS_PATCH, PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES
+from workflows.attempts import (
+    DIRECT_STARTS_PATCH,
+    PULL_IMAGE_PATCH,
+    READY_AT_START_PATCH,
+    UNLIMITED_ATTEMPT_RETRIES,
+)
 from workflows.models import HOST_LOST_SIGNAL
 from workflows.sandbox import workflow_runner
 from workflows.training import TrainingJobWorkflow
@@ -53,14 +58,20 @@ WITH_REPLACEMENT = "0.6-direct-starts-capacity-replacement"
 WITH_EARLY_RELEASE = "0.6-early-release"
 # Everything of 0.7: the path runs took from its merge.
 RELEASE_07 = "0.7-replacement-and-early-release"
-# Everything: the path runs take today, with a placed attempt that stops waiting for a host a
-# worker reports lost (``replaced`` is placed again on that report).
-CURRENT = "0.8-frozen-host-detection"
+# Everything of 0.8: a placed attempt that stops waiting for a host a worker reports lost
+# (``reported_lost`` is placed again on that report).
+RELEASE_08 = "0.8-frozen-host-detection"
+# Everything: the path runs take today, where a run that asks for no capacity starts its first
+# attempt on the worker that started it when the image is there, without a pull.
+CURRENT = "0.9-image-ready-at-start"
 BEFORE_06 = {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES, DIRECT_STARTS_PATCH, CAPACITY_PATCH}
 PATCHES_07 = BEFORE_06 | {REPLACEMENT_PATCH, EARLY_RELEASE_PATCH}
-ALL_PATCHES = PATCHES_07 | {FROZEN_HOST_PATCH}
+PATCHES_08 = PATCHES_07 | {FROZEN_HOST_PATCH}
+ALL_PATCHES = PATCHES_08 | {READY_AT_START_PATCH}
 # Patches only an attempt placed by a lease (with its epoch) reaches.
 PLACED_ONLY = {REPLACEMENT_PATCH, EARLY_RELEASE_PATCH, FROZEN_HOST_PATCH}
+# And the one only an attempt not placed by a lease reaches.
+UNPLACED_ONLY = {READY_AT_START_PATCH}
 RELEASES = {
     FLAT_SPEC: (REQUIRED, set()),
     PULL_ACTIVITY: (REQUIRED | {"image_unavailable"}, {PULL_IMAGE_PATCH}),
@@ -100,6 +111,12 @@ RELEASES = {
         | {"image_unavailable", "oom_killed", "skipped_firing", "replaced"}
         | CAPACITY_CASES,
         PATCHES_07,
+    ),
+    RELEASE_08: (
+        REQUIRED
+        | {"image_unavailable", "oom_killed", "skipped_firing", "replaced", "reported_lost"}
+        | CAPACITY_CASES,
+        PATCHES_08,
     ),
     CURRENT: (
         REQUIRED
@@ -146,7 +163,7 @@ def test_each_release_holds_its_cases_on_its_own_path(release: str) -> None:
         if path.stem not in BEFORE_AN_ATTEMPT and carried:
             expected = carried
             if CAPACITY_PATCH in carried and path.stem in PLACED:
-                expected = carried - {PULL_IMAGE_PATCH}
+                expected = carried - {PULL_IMAGE_PATCH} - UNPLACED_ONLY
             else:
                 # Only a run placed by a lease carries its placement epoch's marker, and only
                 # a placed attempt (one that holds a lease) reaches the early release.
@@ -160,7 +177,12 @@ def test_each_release_holds_its_cases_on_its_own_path(release: str) -> None:
 
 def test_a_run_placed_again_on_a_host_lost_report_is_in_the_corpus() -> None:
     """The 0.8 path where a worker's ``host_lost`` signal, not a timeout, moved the run."""
-    events = json.loads((HISTORIES_DIR / CURRENT / "reported_lost.json").read_text())["events"]
+    for release in (RELEASE_08, CURRENT):
+        _assert_reported_lost(HISTORIES_DIR / release / "reported_lost.json")
+
+
+def _assert_reported_lost(path: Path) -> None:
+    events = json.loads(path.read_text())["events"]
     signals = [
         e["workflowExecutionSignaledEventAttributes"]["signalName"]
         for e in events
@@ -168,7 +190,7 @@ def test_a_run_placed_again_on_a_host_lost_report_is_in_the_corpus() -> None:
     ]
     cancels = [e for e in events if "activityTaskCancelRequestedEventAttributes" in e]
     assert HOST_LOST_SIGNAL in signals and cancels
-    assert FROZEN_HOST_PATCH in patches(HISTORIES_DIR / CURRENT / "reported_lost.json")
+    assert FROZEN_HOST_PATCH in patches(path)
 
 
 @pytest.mark.parametrize(

@@ -251,6 +251,41 @@ async def test_a_missing_image_is_unavailable_when_the_policy_is_never(
     assert not await runtime.prepare_image(busybox_image, lambda summary: None)
 
 
+async def test_an_image_is_present_only_when_it_may_be_used_without_a_pull(
+    busybox_image: str,
+) -> None:
+    """What start_run asks to let a run skip its pull: never a pull, never an error."""
+    missing = f"orchestrator-test-missing-{uuid.uuid4().hex[:8]}:latest"
+    for policy in ("never", "if-not-present"):
+        runtime = DockerRuntime(network_mode="none", pull_policy=policy)  # type: ignore[arg-type]
+        assert await runtime.image_present(busybox_image)
+        assert not await runtime.image_present(missing)
+        assert not await runtime.image_present("Not A Valid Reference")
+    # "always" asks for a pull before every start, present or not.
+    always = DockerRuntime(network_mode="none", pull_policy="always")
+    assert not await always.image_present(busybox_image)
+    unreachable = DockerRuntime(
+        client_factory=lambda: docker.DockerClient(base_url="unix:///nonexistent.sock"),
+        network_mode="none",
+    )
+    assert not await unreachable.image_present(busybox_image)
+
+
+async def test_units_are_listed_by_run_when_asked(
+    runtime: DockerRuntime, make_spec: SpecFactory, job_id: str
+) -> None:
+    """A start lists its own run's units (the engine filters), not every unit of the host."""
+    mine = make_spec(["true"])
+    other = make_spec(["true"], run_id="run:2", name=unit_name(job_id, "run:2", 1))
+    await runtime.start(mine)
+    await runtime.start(other)
+    everything = {name for name, _labels, _running in await runtime.list_units()}
+    assert {mine.name, other.name} <= everything
+    listed = await runtime.list_units("run:1")
+    assert [name for name, _labels, _running in listed] == [mine.name]
+    assert all(labels[LABEL_RUN_ID] == "run:1" for _name, labels, _running in listed)
+
+
 async def test_invalid_image_name_is_invalid_spec(
     runtime: DockerRuntime, make_spec: SpecFactory
 ) -> None:
