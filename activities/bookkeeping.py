@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 from core.errors import JobNotFound, OrchestratorError
 from core.settings import Settings
 from jobs.creation import JobCreator
+from notifications.registry import configured_channels
 from store import claims, schedule_events
 from store import jobs as job_store
 from store import runs as run_store
@@ -52,6 +53,8 @@ class RunStoreActivities:
         self._creator = creator
         # Where the image can be used at once (ImageActivities.ready_here), if anywhere.
         self._ready_here = ready_here
+        # Channels are worker settings, configured alike on every worker (docs/configuration.md).
+        self._notifies = bool(configured_channels(settings))
 
     @activity.defn(name=START_RUN)
     async def start_run(self, request: StartRunInput) -> RunPlan:
@@ -160,6 +163,7 @@ class RunStoreActivities:
             host_loss_timeout_seconds=settings.host_lost_seconds,
             queue_poll_seconds=settings.queue_poll_seconds,
             skipped=skipped,
+            notifies=self._notifies,
         )
 
     @activity.defn(name=RECORD_RUN_STATUS)

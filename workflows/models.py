@@ -207,6 +207,10 @@ class RunPlan(BaseModel):
     # (and may use without a pull): its first attempt goes to that worker's own queue at
     # once, without a pull_image round trip (patch ``image-ready-at-start``).
     image_ready: ImageReady | None = None
+    # Whether the worker that started the run has any notification channel configured: a run
+    # without one asks for no notify_run_status at all (patch ``notify-only-with-channels``).
+    # True for runs from before the field (they always asked).
+    notifies: bool = True
 
     _accept_flat = model_validator(mode="before")(_nest_spec)
 

@@ -31,6 +31,10 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 from workflows.admission import CAPACITY_PATCH, CapacityGate, run_admitted_attempt
 from workflows.attempts import DIRECT_STARTS_PATCH, run_attempt
 
+# workflow.patched id (release 0.9): no notify_run_status activity for a run whose worker has
+# no notification channel configured (Slack, email, webhook): it could send nothing.
+SILENT_WITHOUT_CHANNELS_PATCH = "notify-only-with-channels"
+
 with workflow.unsafe.imports_passed_through():
     from workflows.failure_messages import (
         describe_exit,
@@ -306,7 +310,13 @@ class TrainingJobWorkflow:
         )
 
     async def _notify(self, plan: RunPlan, update: RunStatusUpdate) -> None:
-        """Tell people; an outage of Slack or mail delays the run by a bounded time at most."""
+        """Tell people; an outage of Slack or mail delays the run by a bounded time at most.
+
+        Not even asked when the worker that started the run has no channel configured
+        (``plan.notifies``): the activity would only have read the job to send nothing.
+        """
+        if not plan.notifies and workflow.patched(SILENT_WITHOUT_CHANNELS_PATCH):
+            return
         try:
             await workflow.execute_activity(
                 NOTIFY_RUN_STATUS,

@@ -22,6 +22,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.images import ImageActivities
 from core.settings import Settings
+from notifications.registry import configured_channels
 from runtimes.docker import DockerRuntime
 from tests.conftest import api_client, unique_name, wait_for_status
 from tests.registry import LocalRegistry, local_registry
@@ -29,7 +30,9 @@ from worker import build_worker
 from workflows.models import (
     IMAGE_UNAVAILABLE,
     INVALID_SPEC,
+    NOTIFY_RUN_STATUS,
     PULL_IMAGE,
+    RECORD_RUN_STATUS,
     RUN_TRAINING_CONTAINER,
     ImageReady,
     PullImageInput,
@@ -146,7 +149,7 @@ async def test_a_job_pulls_its_image_then_trains_on_the_same_worker(
     assert queues[RUN_TRAINING_CONTAINER] == local.worker_task_queue
 
 
-async def test_a_job_whose_image_is_here_starts_without_a_pull(
+async def test_a_job_whose_image_is_here_starts_without_a_pull_or_a_silent_notice(
     settings: Settings, temporal_client: Client, busybox_image: str
 ) -> None:
     """start_run found the image on its worker's engine: the first attempt goes to that
@@ -188,6 +191,15 @@ async def test_a_job_whose_image_is_here_starts_without_a_pull(
         (PULL_IMAGE, local.task_queue),
         (RUN_TRAINING_CONTAINER, local.worker_task_queue),
     ]
+    # No Slack, mail or webhook is configured here: nothing is asked to notify anyone (with a
+    # channel, tests/activities/test_webhooks.py sees the activity).
+    assert configured_channels(local) == []
+    activities = {
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
+    assert NOTIFY_RUN_STATUS not in activities and RECORD_RUN_STATUS in activities
 
 
 async def test_a_tag_the_registry_lacks_fails_the_run_after_bounded_pulls(

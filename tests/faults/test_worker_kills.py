@@ -77,6 +77,9 @@ async def test_a_worker_killed_mid_phase_costs_nothing(
                     "command": ["sh", "-c", TRAINER],
                     "checkpoint_path": checkpoint_path,
                     "max_retries": 2,
+                    # A run that asks for no capacity, whose image is at hand, skips the pull:
+                    # asking for a CPU makes it placed by a lease, then pulled there.
+                    **({"resources": {"cpus": 0.5}} if phase == "pull" else {}),
                 },
             )
             assert created.status_code == 201, created.text

@@ -30,7 +30,7 @@ from workflows.attempts import (
 )
 from workflows.models import HOST_LOST_SIGNAL
 from workflows.sandbox import workflow_runner
-from workflows.training import TrainingJobWorkflow
+from workflows.training import SILENT_WITHOUT_CHANNELS_PATCH, TrainingJobWorkflow
 
 HISTORIES_DIR = Path(__file__).parent / "histories"
 HISTORY_FILES = sorted(HISTORIES_DIR.glob("*/*.json"))
@@ -62,12 +62,13 @@ RELEASE_07 = "0.7-replacement-and-early-release"
 # (``reported_lost`` is placed again on that report).
 RELEASE_08 = "0.8-frozen-host-detection"
 # Everything: the path runs take today, where a run that asks for no capacity starts its first
-# attempt on the worker that started it when the image is there, without a pull.
+# attempt on the worker that started it when the image is there, without a pull, and a run
+# whose worker has no notification channel asks for no notification.
 CURRENT = "0.9-image-ready-at-start"
 BEFORE_06 = {PULL_IMAGE_PATCH, UNLIMITED_ATTEMPT_RETRIES, DIRECT_STARTS_PATCH, CAPACITY_PATCH}
 PATCHES_07 = BEFORE_06 | {REPLACEMENT_PATCH, EARLY_RELEASE_PATCH}
 PATCHES_08 = PATCHES_07 | {FROZEN_HOST_PATCH}
-ALL_PATCHES = PATCHES_08 | {READY_AT_START_PATCH}
+ALL_PATCHES = PATCHES_08 | {READY_AT_START_PATCH, SILENT_WITHOUT_CHANNELS_PATCH}
 # Patches only an attempt placed by a lease (with its epoch) reaches.
 PLACED_ONLY = {REPLACEMENT_PATCH, EARLY_RELEASE_PATCH, FROZEN_HOST_PATCH}
 # And the one only an attempt not placed by a lease reaches.
