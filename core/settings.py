@@ -313,6 +313,18 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _self_fence_before_host_loss(self) -> Settings:
+        if (
+            min(self.worker_lost_seconds, self.host_lost_seconds)
+            <= 2 * self.worker_heartbeat_seconds
+        ):
+            # A host would count as gone between two of its renewals, and the self-fence's
+            # default deadline (half of the smaller) would trip between two of them.
+            raise ValueError(
+                "WORKER_LOST_SECONDS and HOST_LOST_SECONDS must be more than twice "
+                "WORKER_HEARTBEAT_SECONDS: a worker renews its registration every "
+                "WORKER_HEARTBEAT_SECONDS, and one that stops its containers (SELF_FENCE_SECONDS, "
+                "by default half of the smaller) must not do so between two renewals"
+            )
         fence = self.self_fence_seconds
         if fence is None:
             return self

@@ -58,6 +58,16 @@ def test_the_deadline_defaults_below_the_lease_and_host_loss_and_is_checked(
             Settings(**values, **bad)
     with pytest.raises(ValidationError, match="above WORKER_HEARTBEAT_SECONDS"):
         Settings(**values, self_fence_seconds=5, worker_heartbeat_seconds=5)
+    # Unset, the deadline is half of the smaller; a heartbeat as slow as that is refused (it
+    # tripped the fence between every two renewals of a worker with HOST_LOST_SECONDS=5).
+    with pytest.raises(ValidationError, match="more than twice WORKER_HEARTBEAT_SECONDS"):
+        Settings(**values, host_lost_seconds=5, worker_heartbeat_seconds=5)
+    with pytest.raises(ValidationError, match="more than twice WORKER_HEARTBEAT_SECONDS"):
+        Settings(_env_file=None, worker_lost_seconds=10, worker_heartbeat_seconds=5)
+    assert (
+        Settings(**values, host_lost_seconds=5, worker_heartbeat_seconds=1).self_fence_deadline
+        == 2.5
+    )
 
 
 async def test_a_fenced_worker_stops_its_unit_uncounted_and_restarts_it_once_renewed(

@@ -130,7 +130,9 @@ async def test_an_attempt_whose_worker_never_returns_is_placed_again(
     checkpoint_path = f"/checkpoints/{name}"
     starts = local.checkpoint_root_dir / checkpoint_path.lstrip("/") / ".starts"
     log = tmp_path / "workers.log"
-    placement = {"HOST_LOSS_TIMEOUT_SECONDS": "5"}
+    # Renewals every second: a host is lost after 5 s, and a worker fences itself after 2.5 s
+    # without a renewal (settings refuse a heartbeat as slow as half of either).
+    placement = {"HOST_LOSS_TIMEOUT_SECONDS": "5", "WORKER_HEARTBEAT_SECONDS": "1"}
     first = start_worker(local, log, WORKER_NAME="host-a", **placement)
     workers = [first]
     job_id: str | None = None
