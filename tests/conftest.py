@@ -24,7 +24,8 @@ import httpx
 import pytest
 import uvicorn
 from sqlalchemy import update
-from temporalio.client import Client
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -224,6 +225,18 @@ async def live_server(settings: Settings) -> AsyncIterator[str]:
 async def live_url(settings: Settings, worker: None) -> AsyncIterator[str]:
     async with live_server(settings) as url:
         yield url
+
+
+def scheduled_activities(history: WorkflowHistory) -> list[tuple[str, str]]:
+    """``(activity type, task queue)`` of every activity a run's history scheduled, in order."""
+    return [
+        (
+            e.activity_task_scheduled_event_attributes.activity_type.name,
+            e.activity_task_scheduled_event_attributes.task_queue.name,
+        )
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
 
 
 def unique_name(prefix: str = "job") -> str:

@@ -24,7 +24,7 @@ from activities.images import ImageActivities
 from core.settings import Settings
 from notifications.registry import configured_channels
 from runtimes.docker import DockerRuntime
-from tests.conftest import api_client, unique_name, wait_for_status
+from tests.conftest import api_client, scheduled_activities, unique_name, wait_for_status
 from tests.registry import LocalRegistry, local_registry
 from worker import build_worker
 from workflows.models import (
@@ -177,14 +177,9 @@ async def test_a_job_whose_image_is_here_starts_without_a_pull_or_a_silent_notic
 
     history = await temporal_client.get_workflow_handle(done["latest_run_id"]).fetch_history()
     placed = [
-        (
-            e.activity_task_scheduled_event_attributes.activity_type.name,
-            e.activity_task_scheduled_event_attributes.task_queue.name,
-        )
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        and e.activity_task_scheduled_event_attributes.activity_type.name
-        in (PULL_IMAGE, RUN_TRAINING_CONTAINER)
+        (name, queue)
+        for name, queue in scheduled_activities(history)
+        if name in (PULL_IMAGE, RUN_TRAINING_CONTAINER)
     ]
     assert placed == [
         (RUN_TRAINING_CONTAINER, local.worker_task_queue),
@@ -194,11 +189,7 @@ async def test_a_job_whose_image_is_here_starts_without_a_pull_or_a_silent_notic
     # No Slack, mail or webhook is configured here: nothing is asked to notify anyone (with a
     # channel, tests/activities/test_webhooks.py sees the activity).
     assert configured_channels(local) == []
-    activities = {
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    }
+    activities = {name for name, _queue in scheduled_activities(history)}
     assert NOTIFY_RUN_STATUS not in activities and RECORD_RUN_STATUS in activities
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from activities.fault_points import fault_marker
@@ -26,6 +25,7 @@ from runtimes.base import LABEL_JOB_ID
 from tests.conftest import (
     api_client,
     eventually,
+    scheduled_activities,
     start_worker_process,
     unique_name,
     wait_for_status,
@@ -176,14 +176,9 @@ async def test_an_attempt_whose_worker_never_returns_is_placed_again(
     assert leftovers == [], f"containers left behind: {leftovers}"
     history = await temporal_client.get_workflow_handle(done["latest_run_id"]).fetch_history()
     placed = [
-        (
-            e.activity_task_scheduled_event_attributes.activity_type.name,
-            e.activity_task_scheduled_event_attributes.task_queue.name,
-        )
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        and e.activity_task_scheduled_event_attributes.activity_type.name
-        in (PULL_IMAGE, RUN_TRAINING_CONTAINER)
+        (name, queue)
+        for name, queue in scheduled_activities(history)
+        if name in (PULL_IMAGE, RUN_TRAINING_CONTAINER)
     ]
     # host-a started the run with the image at hand, so its first try went straight to its
     # queue; the try placed again after host-a was lost pulls where it lands.
