@@ -9,13 +9,19 @@ environment) and the API in this process, and measures in one run:
   container start (the engine's ``State.StartedAt``). Goal: p50 under 1 s.
 * **makespan**: 60 one-GPU jobs of ``sleep 2`` posted at once, from the first POST to the
   last ``completed``, against the ideal of 15 waves x 2 s. Goal: ratio at most 1.3.
-* **two-host makespan**: the same 60 jobs on two workers of 2 fake GPUs each (``WORKER_NAME``
-  ``bench-host-a`` and ``bench-host-b``, on a task queue of their own), so every run is placed
-  on one of two hosts and runs on that host's own queue. Both workers share this machine's
-  Docker engine and its 2 cores: the figure shows what placement across hosts costs, not
-  what two real hosts would gain.
+* **two-host makespan**: the same 60 jobs on two workers of 2 fake GPUs each, on a task queue
+  of their own, so every run is placed on one of two hosts and runs on that host's own queue.
+  Each host is a ``python -m worker`` process of its own (``WORKER_NAME``, ``WORKER_GPUS=0,1``)
+  driving its own ``dockerd`` (``tests/faults/second_engine.py``: own socket, data root, exec
+  root, pid file and bridge, ``--live-restore``; ``DOCKER_HOST`` points the worker at it), as
+  the two-host fault tests do. Then the same again with both workers on this machine's one
+  engine (``--two-hosts`` picks either or both). Both engines and both workers still share
+  this machine's cores: a real second host brings its own.
 
-Needs a Docker engine and /usr/bin/busybox. Usage: ``.venv/bin/python benchmarks/capacity.py``
+Needs a Docker engine and /usr/bin/busybox, and root for the second engines (``dockerd``,
+``ip link``). Usage, from the repository root: ``.venv/bin/python benchmarks/capacity.py``
+(the script puts the repository root on ``sys.path`` to import ``tests``; ``python -m
+benchmarks.capacity`` works too).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -41,13 +48,10 @@ import httpx
 from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from core.settings import Settings
-from jobs.temporal import SEARCH_ATTRIBUTES
-from runtimes.base import LABEL_JOB_ID
+from runtimes.base import LABEL_DEPLOYMENT, LABEL_JOB_ID
 from store.db import create_engine, create_sessionmaker
 from store.migrate import upgrade
 from store.models import GpuLease
@@ -59,21 +63,18 @@ from workflows.models import (
     RUN_TRAINING_CONTAINER,
 )
 
-IMAGE = "orchestrator-bench-busybox:latest"
+# The busybox image and the second Docker engine come from the test suite (`tests` is a
+# package of the repository root, which a script run does not put on sys.path).
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from tests.conftest import BUSYBOX_IMAGE as IMAGE  # noqa: E402
+from tests.conftest import build_busybox_image, start_dev_server  # noqa: E402
+from tests.faults.second_engine import SecondEngine  # noqa: E402
+
 GPUS = 4
 HOLD = 'while [ ! -f "$CHECKPOINT_DIR/stop" ]; do sleep 0.05; done'
-
-
-def build_image() -> None:
-    client = docker.from_env()
-    with tempfile.TemporaryDirectory() as context:
-        shutil.copy("/usr/bin/busybox", Path(context) / "busybox")
-        (Path(context) / "Dockerfile").write_text(
-            'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", '
-            '"/bin"]\nENV PATH=/bin\n'
-        )
-        client.images.build(path=context, tag=IMAGE, rm=True)
-    client.close()
+HOST_GPUS = ["0", "1"]
 
 
 class Bench:
@@ -81,7 +82,12 @@ class Bench:
         self.api = api
         self.settings = settings
         self.docker = docker.from_env()
-        self.sessions = create_sessionmaker(create_engine(settings.sqlalchemy_url))
+        self.engine = create_engine(settings.sqlalchemy_url)
+        self.sessions = create_sessionmaker(self.engine)
+
+    async def close(self) -> None:
+        self.docker.close()
+        await self.engine.dispose()
 
     async def create(self, command: str) -> dict[str, Any]:
         body = {
@@ -178,7 +184,11 @@ class Bench:
             # One list request a tick, not one per job: the API shares this event loop.
             body = (await self.api.get("/jobs", params={"page_size": 200})).json()
             waiting -= {row["job_id"] for row in body["jobs"] if row["status"] == "completed"}
-            failed = [row for row in body["jobs"] if row["status"] in ("failed", "cancelled")]
+            failed = [
+                row
+                for row in body["jobs"]
+                if row["job_id"] in waiting and row["status"] in ("failed", "cancelled")
+            ]
             if failed:
                 raise SystemExit(f"runs failed: {failed[:3]}")
             if time.monotonic() > deadline:
@@ -188,9 +198,10 @@ class Bench:
 
 
 def start_worker(
-    settings: Settings, log: Path, name: str = "bench-worker"
+    settings: Settings, log: Path, name: str = "bench-worker", **extra: str
 ) -> subprocess.Popen[bytes]:
-    """``python -m worker`` with the benchmark's settings (4 fake GPUs), output to ``log``."""
+    """``python -m worker`` with the benchmark's settings (4 fake GPUs unless ``extra`` says
+    otherwise: ``WORKER_GPUS``, ``DOCKER_HOST``, ...), output to ``log``."""
     env = {
         **os.environ,
         "DATA_DIR": str(settings.data_dir),
@@ -207,10 +218,94 @@ def start_worker(
     }
     if settings.database_url:
         env["DATABASE_URL"] = settings.database_url
+    env.update(extra)
     with open(log, "ab") as output:
         return subprocess.Popen(
-            [sys.executable, "-m", "worker"], env=env, stdout=output, stderr=output
+            [sys.executable, "-m", "worker"], cwd=ROOT, env=env, stdout=output, stderr=output
         )
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 30 s."""
+    if worker.poll() is not None:
+        return
+    worker.terminate()
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(30)
+
+
+def remove_containers(deployments: list[str]) -> None:
+    """Whatever containers of these deployments a failed run left on this machine's engine."""
+    client = docker.from_env()
+    try:
+        for deployment in deployments:
+            rows = client.api.containers(
+                all=True, filters={"label": f"{LABEL_DEPLOYMENT}={deployment}"}
+            )
+            for row in rows:
+                with contextlib.suppress(docker.errors.APIError):
+                    client.api.remove_container(row["Id"], force=True)
+    finally:
+        client.close()
+
+
+async def two_host_makespan(
+    base: Settings, data_dir: Path, jobs: int, seconds: float, *, own_engines: bool
+) -> tuple[float, int]:
+    """The makespan of ``jobs`` on two hosts of 2 fake GPUs each, and how many activity
+    failures with ``database is locked`` their workers logged.
+
+    Each host is a ``python -m worker`` of its own; with ``own_engines`` each drives a
+    ``dockerd`` of its own (``DOCKER_HOST``), else both share this machine's engine.
+    """
+    kind = "host" if own_engines else "shared"
+    settings = base.model_copy(update={"task_queue": f"bench-capacity-two-{kind}s"})
+    names = [f"bench-{kind}-a", f"bench-{kind}-b"]
+    logs = [data_dir / f"{name}.log" for name in names]
+    engines: list[SecondEngine] = []
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        for name, log in zip(names, logs, strict=True):
+            env = {"WORKER_GPUS": ",".join(HOST_GPUS)}
+            if own_engines:
+                engine = SecondEngine(live_restore=True)
+                engines.append(engine)  # before start: cleanup undoes a half-started engine
+                await asyncio.to_thread(engine.start)
+                await asyncio.to_thread(engine.load_image, IMAGE)
+                env |= {"RUNTIME": "docker", "DOCKER_HOST": engine.url}
+            workers.append(start_worker(settings, log, name=name, **env))
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as api:
+                bench = Bench(api, settings)
+                try:
+                    await bench.wait_for_workers(set(names))
+                    span, _ = await bench.makespan(jobs, seconds)
+                finally:
+                    await bench.close()
+    except BaseException:
+        for engine in engines:
+            sys.stderr.write(f"--- {engine.url}\n{engine.log()}\n")
+        for log in logs:
+            if log.exists():
+                sys.stderr.write(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}\n")
+        raise
+    finally:
+        for worker in workers:
+            await asyncio.to_thread(stop_worker, worker)
+        if not own_engines:
+            await asyncio.to_thread(remove_containers, [settings.deployment])
+        for engine in engines:
+            # Stops the engine and whatever it still runs, removes its directories and bridge.
+            await asyncio.to_thread(engine.cleanup)
+    locked = sum(
+        log.read_text(errors="replace").count("database is locked") for log in logs if log.exists()
+    )
+    return span, locked
 
 
 class ContainerEvents:
@@ -367,6 +462,11 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
+def load() -> str:
+    """The 1-minute load average now (the figures move with it on a shared machine)."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
 async def main(
     samples: int,
     jobs: int,
@@ -374,15 +474,14 @@ async def main(
     database_url: str | None,
     keep_log: Path | None,
     poll_interval: float,
+    two_hosts: str,
 ) -> None:
-    build_image()
-    temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal,
-        search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-    )
+    # SIGTERM unwinds like Ctrl-C, through every cleanup below.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    await asyncio.to_thread(build_busybox_image)
+    env = await start_dev_server()
     data_dir = Path(tempfile.mkdtemp(prefix="orchestrator-bench-"))
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
@@ -397,85 +496,92 @@ async def main(
         gpu_device_requests=False,
         database_url=database_url,
     )
-    await asyncio.to_thread(upgrade, settings.sqlalchemy_url)
-    app = create_app(settings)
-    two_hosts = settings.model_copy(update={"task_queue": "bench-capacity-two-hosts"})
-    hosts = [
-        two_hosts.model_copy(update={"worker_name": name, "worker_gpus": ["0", "1"]})
-        for name in ("bench-host-a", "bench-host-b")
-    ]
+    loads: dict[str, str] = {"start": load()}
+    spans: dict[bool, tuple[float, int]] = {}
     # The worker is a process of its own, as deployed: the API and this benchmark's polling
     # share no event loop (nor SQLite connections) with the worker's 60 workflows.
     worker_log = data_dir / "worker.log"
-    worker = start_worker(settings, worker_log)
+    worker: subprocess.Popen[bytes] | None = None
     try:
+        await asyncio.to_thread(upgrade, settings.sqlalchemy_url)
+        app = create_app(settings)
+        worker = start_worker(settings, worker_log)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://bench") as api:
                 bench = Bench(api, settings)
-                latencies = await bench.release_to_start(samples)
-                events = ContainerEvents()
                 try:
-                    span, created = await bench.makespan(jobs, seconds)
-                    await asyncio.sleep(1)  # the last events reach the follower
+                    latencies = await bench.release_to_start(samples)
+                    loads["release to start"] = load()
+                    events = ContainerEvents()
+                    try:
+                        span, created = await bench.makespan(jobs, seconds)
+                        loads["makespan, 1 host"] = load()
+                        await asyncio.sleep(1)  # the last events reach the follower
+                    finally:
+                        events.close()
+                    breakdown = await phases(env.client, bench, created, events)
                 finally:
-                    events.close()
-                breakdown = await phases(env.client, bench, created, events)
-                bare = await bare_makespan(jobs, seconds)
-                single = await bare_single(seconds)
-        # The same jobs on two workers (hosts) of 2 fake GPUs each, each a process of its own
-        # (they share this machine's Docker engine: this shows what placement costs).
-        worker.terminate()
-        worker.wait(30)
-        host_workers = [
-            start_worker(host, data_dir / f"{host.worker_name}.log", name=host.worker_name)
-            for host in hosts
-        ]
-        two_app = create_app(two_hosts)
-        try:
-            async with two_app.router.lifespan_context(two_app):
-                transport = httpx.ASGITransport(app=two_app)
-                async with httpx.AsyncClient(transport=transport, base_url="http://bench") as api:
-                    two = Bench(api, two_hosts)
-                    await two.wait_for_workers({"bench-host-a", "bench-host-b"})
-                    two_host_span, _ = await two.makespan(jobs, seconds)
-        finally:
-            for host_worker in host_workers:
-                host_worker.terminate()
-                host_worker.wait(30)
+                    await bench.close()
+        await asyncio.to_thread(stop_worker, worker)
+        bare = await bare_makespan(jobs, seconds)
+        single = await bare_single(seconds)
+        loads["bare"] = load()
+        # The same jobs on two hosts of 2 fake GPUs each: each its own engine, then one shared.
+        for own_engines in (True, False):
+            if two_hosts in ("both", "own-engines" if own_engines else "shared-engine"):
+                spans[own_engines] = await two_host_makespan(
+                    settings, data_dir, jobs, seconds, own_engines=own_engines
+                )
+                loads["two hosts, " + ("own engines" if own_engines else "one engine")] = load()
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        if worker is not None:
+            await asyncio.to_thread(stop_worker, worker)
+        with contextlib.suppress(Exception):  # the engine itself may be what failed
+            await asyncio.to_thread(remove_containers, [settings.deployment])
         log_text = worker_log.read_text(errors="replace") if worker_log.exists() else ""
         if keep_log is not None:
             keep_log.write_text(log_text)
         await env.shutdown()
         shutil.rmtree(data_dir, ignore_errors=True)
     locked = log_text.count("database is locked")
-    ideal = -(-jobs // GPUS) * seconds
+    waves = -(-jobs // GPUS)
+    ideal = waves * seconds
     backend = "PostgreSQL" if database_url else "SQLite"
-    sys.stdout.write(
-        f"store: {backend}, POLL_INTERVAL_SECONDS={poll_interval:g}\n"
-        f"release -> next queued container start, {samples} samples\n"
-        f"  p50 {statistics.median(latencies) * 1000:8.1f} ms   (goal under 1000 ms)\n"
-        f"  p99 {percentile(latencies, 0.99) * 1000:8.1f} ms\n"
-        f"makespan of {jobs} one-GPU jobs of {seconds:g} s on {GPUS} fake GPUs\n"
-        f"  measured {span:8.1f} s\n"
-        f"  ideal    {ideal:8.1f} s   ({-(-jobs // GPUS)} waves x {seconds:g} s)\n"
-        f"  ratio    {span / ideal:8.2f}x  (goal at most 1.3x)\n"
-        f"makespan of the same jobs on two workers (hosts) of 2 fake GPUs each\n"
-        f"  measured {two_host_span:8.1f} s\n"
-        f"  ratio    {two_host_span / ideal:8.2f}x  (against the same ideal)\n"
-        f"  activity failures with `database is locked` in the worker's log: {locked}\n"
-        f"bare `docker run --rm` of the same container, no orchestrator\n"
-        f"  one alone (median of 5) {single:6.2f} s  (overhead {single - seconds:5.2f} s a run)\n"
-        f"  {jobs} runs, 4 at a time  {bare:6.1f} s  ({bare / ideal:.2f}x the ideal)\n"
-        f"  our makespan / bare      {span / bare:6.2f}x\n"
-        f"where the time goes in the makespan (p50 / p90 over the runs, seconds)\n"
-    )
+    out = [
+        f"store: {backend}, POLL_INTERVAL_SECONDS={poll_interval:g}",
+        f"release -> next queued container start, {samples} samples (1 worker, 4 fake GPUs)",
+        f"  p50 {statistics.median(latencies) * 1000:8.1f} ms   (goal under 1000 ms)",
+        f"  p99 {percentile(latencies, 0.99) * 1000:8.1f} ms",
+        f"makespan of {jobs} one-GPU jobs of {seconds:g} s on 1 host of {GPUS} fake GPUs",
+        f"  measured {span:8.1f} s",
+        f"  ideal    {ideal:8.1f} s   ({waves} waves x {seconds:g} s)",
+        f"  ratio    {span / ideal:8.2f}x  (goal at most 1.3x)",
+        f"  activity failures with `database is locked` in its worker's log: {locked}",
+    ]
+    for own_engines, title in (
+        (True, "2 hosts of 2 fake GPUs, each host its own worker AND its own Docker engine"),
+        (False, "2 hosts of 2 fake GPUs, each its own worker, both on ONE Docker engine"),
+    ):
+        if own_engines in spans:
+            two_span, two_locked = spans[own_engines]
+            out += [
+                f"makespan of the same jobs on {title}",
+                f"  measured {two_span:8.1f} s",
+                f"  ratio    {two_span / ideal:8.2f}x  (against the same ideal, {ideal:g} s)",
+                f"  vs 1 host of {GPUS} GPUs {two_span / span:5.2f}x",
+                f"  activity failures with `database is locked` in its workers' logs: {two_locked}",
+            ]
+    out += [
+        "bare `docker run --rm` of the same container, no orchestrator, this machine's engine",
+        f"  one alone (median of 5) {single:6.2f} s  (overhead {single - seconds:5.2f} s a run)",
+        f"  {jobs} runs, 4 at a time  {bare:6.1f} s  ({bare / ideal:.2f}x the ideal)",
+        f"  our makespan (1 host) / bare {span / bare:6.2f}x",
+        "1-minute load average at the start and at the end of each phase",
+        "  " + ", ".join(f"{phase} {value}" for phase, value in loads.items()),
+        "where the time goes in the makespan on 1 host (p50 / p90 over the runs, seconds)",
+    ]
+    sys.stdout.write("\n".join(out) + "\n")
     for name, values in breakdown.items():
         sys.stdout.write(
             f"  {name:58s} {statistics.median(values):6.3f} / {percentile(values, 0.9):6.3f}\n"
@@ -497,7 +603,16 @@ if __name__ == "__main__":
         help="the worker's POLL_INTERVAL_SECONDS (default: its default; an exit is seen at "
         "once whatever it is, as the wait is the engine's own)",
     )
-    parser.add_argument("--worker-log", type=Path, default=None, help="keep the worker's log here")
+    parser.add_argument(
+        "--worker-log", type=Path, default=None, help="keep the 4-GPU worker's log here"
+    )
+    parser.add_argument(
+        "--two-hosts",
+        choices=("both", "own-engines", "shared-engine"),
+        default="both",
+        help="the two-host makespan with a Docker engine of its own per host (needs root), "
+        "with both hosts on this machine's engine, or both (default)",
+    )
     arguments = parser.parse_args()
     asyncio.run(
         main(
@@ -507,5 +622,6 @@ if __name__ == "__main__":
             arguments.database_url,
             arguments.worker_log,
             arguments.poll_interval,
+            arguments.two_hosts,
         )
     )
