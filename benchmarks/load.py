@@ -39,7 +39,8 @@ from locust.env import Environment
 HERE = Path(__file__).resolve().parent
 API_KEY = "load-benchmark-key-0123456789"
 HEADERS = {"X-API-Key": API_KEY}
-IMAGE = "orchestrator-bench-busybox:latest"
+# The suite's busybox image (built by run_overhead.build_image, which is the suite's builder).
+IMAGE = "orchestrator-test-busybox:latest"
 YEARLY = "0 0 1 1 *"
 SEARCH_ATTRIBUTES = ("JobId", "JobName", "Trigger")
 

@@ -50,7 +50,14 @@ from runtimes.base import LABEL_DEPLOYMENT, LABEL_JOB_ID
 from store.migrate import upgrade
 from worker import build_worker
 
-IMAGE = "orchestrator-bench-busybox:latest"
+# The suite's busybox image, built the suite's way (tests is a package of the repository root,
+# which a script run does not put on sys.path).
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from tests.conftest import BUSYBOX_IMAGE as IMAGE  # noqa: E402
+from tests.conftest import build_busybox_image as build_image  # noqa: E402
+
 BARE_LABEL = "bench.bare-id"
 BARE_QUEUE = "bench-bare"
 FANOUT_JOBS = 40
@@ -58,18 +65,6 @@ FANOUT_CLIENTS = 8
 # Long enough that no container of a fan-out ends (and is cleaned up) while the round starts
 # others: what is measured is the start path only. Each fan-out starts on a quiet engine.
 COMMAND = ["sleep", "20"]
-
-
-def build_image() -> None:
-    client = docker.from_env()
-    with tempfile.TemporaryDirectory() as context:
-        shutil.copy("/usr/bin/busybox", Path(context) / "busybox")
-        (Path(context) / "Dockerfile").write_text(
-            'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", '
-            '"/bin"]\nENV PATH=/bin\n'
-        )
-        client.images.build(path=context, tag=IMAGE, rm=True)
-    client.close()
 
 
 class StartWatcher:
