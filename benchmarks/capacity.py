@@ -411,24 +411,29 @@ async def phases(
     return out
 
 
+async def docker_run_bare(seconds: float) -> int:
+    """One ``docker run --rm`` of the benchmark's container (``sleep seconds``); its exit code."""
+    process = await asyncio.create_subprocess_exec(
+        "docker",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        IMAGE,
+        "sleep",
+        f"{seconds:g}",
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    return await process.wait()
+
+
 async def bare_makespan(jobs: int, seconds: float) -> float:
     """The same containers run bare (``docker run --rm``, no orchestrator), 4 at a time."""
     gate = asyncio.Semaphore(GPUS)
 
     async def one() -> None:
         async with gate:
-            process = await asyncio.create_subprocess_exec(
-                "docker",
-                "run",
-                "--rm",
-                "--network",
-                "none",
-                IMAGE,
-                "sleep",
-                f"{seconds:g}",
-                stdout=asyncio.subprocess.DEVNULL,
-            )
-            if await process.wait() != 0:
+            if await docker_run_bare(seconds) != 0:
                 raise SystemExit("docker run failed")
 
     began = time.perf_counter()
@@ -441,18 +446,7 @@ async def bare_single(seconds: float, repeat: int = 5) -> float:
     spans = []
     for _ in range(repeat):
         began = time.perf_counter()
-        process = await asyncio.create_subprocess_exec(
-            "docker",
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            IMAGE,
-            "sleep",
-            f"{seconds:g}",
-            stdout=asyncio.subprocess.DEVNULL,
-        )
-        await process.wait()
+        await docker_run_bare(seconds)
         spans.append(time.perf_counter() - began)
     return statistics.median(spans)
 
